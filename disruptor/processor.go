@@ -1,0 +1,194 @@
+package disruptor
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+)
+
+// BatchEventProcessor runs one EventHandler over a ring: it waits on its
+// barrier, hands every available event (up to a maximum batch size) to the
+// handler, then advances its sequence so that producers and downstream
+// consumers can move on.
+type BatchEventProcessor[T any] struct {
+	seq      *Sequence
+	ring     *RingBuffer[T]
+	barrier  *SequenceBarrier
+	handler  EventHandler[T]
+	exh      ExceptionHandler[T]
+	maxBatch int64
+	running  atomic.Int32 // 0 idle, 1 running, 2 halted
+	err      atomic.Pointer[error]
+
+	batchStart BatchStartAware
+	timeout    TimeoutAware
+}
+
+const (
+	stateIdle int32 = iota
+	stateRunning
+	stateHalted
+)
+
+// NewBatchEventProcessor returns a processor for handler that waits on
+// barrier. maxBatch < 1 means unbounded (up to the ring size). exh nil
+// means FatalStop.
+func NewBatchEventProcessor[T any](ring *RingBuffer[T], barrier *SequenceBarrier, handler EventHandler[T], exh ExceptionHandler[T], maxBatch int) *BatchEventProcessor[T] {
+	if exh == nil {
+		exh = FatalStop[T]{Name: fmt.Sprintf("%T", handler)}
+	}
+	mb := int64(maxBatch)
+	if mb < 1 || mb > ring.BufferSize() {
+		mb = ring.BufferSize()
+	}
+	p := &BatchEventProcessor[T]{
+		seq: NewSequence(InitialSequence), ring: ring, barrier: barrier,
+		handler: handler, exh: exh, maxBatch: mb,
+	}
+	p.batchStart, _ = handler.(BatchStartAware)
+	p.timeout, _ = handler.(TimeoutAware)
+	if sr, ok := handler.(SequenceReporting); ok {
+		sr.SetSequenceCallback(p.seq)
+	}
+	return p
+}
+
+// Sequence returns the processor's progress: the highest sequence it has
+// finished with.
+func (p *BatchEventProcessor[T]) Sequence() *Sequence { return p.seq }
+
+// Barrier returns the barrier the processor waits on.
+func (p *BatchEventProcessor[T]) Barrier() *SequenceBarrier { return p.barrier }
+
+// Handler returns the processor's handler.
+func (p *BatchEventProcessor[T]) Handler() EventHandler[T] { return p.handler }
+
+// IsRunning reports whether Run is executing.
+func (p *BatchEventProcessor[T]) IsRunning() bool { return p.running.Load() == stateRunning }
+
+// Err returns the error that stopped the processor (nil if it stopped by
+// Halt or has not stopped).
+func (p *BatchEventProcessor[T]) Err() error {
+	if e := p.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Halt asks Run to return after the event being processed.
+func (p *BatchEventProcessor[T]) Halt() {
+	p.running.Store(stateHalted)
+	p.barrier.Alert()
+}
+
+// Run processes events until Halt or a fatal handler error, which it
+// returns. Run may be called again after it returned because of Halt.
+func (p *BatchEventProcessor[T]) Run() error {
+	if !p.running.CompareAndSwap(stateIdle, stateRunning) {
+		if p.running.Load() == stateRunning {
+			return errors.New("disruptor: processor is already running")
+		}
+		// Halted before it started: run nothing.
+		p.running.Store(stateIdle)
+		return nil
+	}
+	p.barrier.ClearAlert()
+	defer p.running.Store(stateIdle)
+	if s, ok := p.handler.(StartAware); ok {
+		if err := callSafely(s.OnStart); err != nil {
+			p.exh.HandleOnStartException(err)
+		}
+	}
+	err := p.loop()
+	if err != nil {
+		p.err.Store(&err)
+	}
+	if s, ok := p.handler.(ShutdownAware); ok {
+		if serr := callSafely(s.OnShutdown); serr != nil {
+			p.exh.HandleOnShutdownException(serr)
+		}
+	}
+	return err
+}
+
+func (p *BatchEventProcessor[T]) loop() error {
+	next := p.seq.Get() + 1
+	ws := p.ring.core.ws
+	for {
+		available, err := p.barrier.WaitFor(next)
+		if err != nil {
+			switch {
+			case errors.Is(err, ErrTimeout):
+				if p.timeout != nil {
+					if terr := callSafely(func() error { return p.timeout.OnTimeout(p.seq.Get()) }); terr != nil {
+						if ferr := p.exh.HandleEventException(terr, p.seq.Get(), nil); ferr != nil {
+							return ferr
+						}
+					}
+				}
+				continue
+			case errors.Is(err, ErrAlerted):
+				if p.running.Load() != stateRunning {
+					return nil
+				}
+				p.barrier.ClearAlert()
+				continue
+			default:
+				return err
+			}
+		}
+		if available < next {
+			continue
+		}
+		end := available
+		if end-next >= p.maxBatch {
+			end = next + p.maxBatch - 1
+		}
+		if p.batchStart != nil {
+			p.batchStart.OnBatchStart(end-next+1, available-next+1)
+		}
+		for next <= end {
+			failed, herr := p.processBatch(next, end)
+			if herr == nil {
+				next = end + 1
+				break
+			}
+			if ferr := p.exh.HandleEventException(herr, failed, p.ring.Get(failed)); ferr != nil {
+				p.seq.Set(failed - 1)
+				ws.SignalAllWhenBlocking()
+				return fmt.Errorf("disruptor: handler stopped at sequence %d: %w", failed, ferr)
+			}
+			next = failed + 1
+		}
+		p.seq.Set(end)
+		ws.SignalAllWhenBlocking()
+	}
+}
+
+// processBatch hands lo..hi to the handler. On an error or panic it returns
+// the failing sequence and the error; one deferred recover covers the batch.
+func (p *BatchEventProcessor[T]) processBatch(lo, hi int64) (failed int64, err error) {
+	cur := lo
+	defer func() {
+		if r := recover(); r != nil {
+			failed, err = cur, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	h := p.handler
+	for ; cur <= hi; cur++ {
+		if e := h.OnEvent(p.ring.Get(cur), cur, cur == hi); e != nil {
+			return cur, e
+		}
+	}
+	return 0, nil
+}
+
+func callSafely(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn()
+}

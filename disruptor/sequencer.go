@@ -1,0 +1,337 @@
+package disruptor
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// ProducerType selects the sequencer a ring buffer uses.
+type ProducerType int
+
+const (
+	// SingleProducer is for rings published to by one goroutine at a time.
+	// It claims without atomic read-modify-write instructions.
+	SingleProducer ProducerType = iota
+	// MultiProducer is safe for any number of concurrent publishers: one
+	// atomic add per claim, availability tracked per slot by lap number.
+	MultiProducer
+)
+
+// String returns "single" or "multi".
+func (p ProducerType) String() string {
+	if p == MultiProducer {
+		return "multi"
+	}
+	return "single"
+}
+
+// sequencer is the claim/publish protocol shared by both producer types.
+type sequencer interface {
+	next(n int64) (int64, error)
+	tryNext(n int64) (int64, error)
+	publish(lo, hi int64)
+	isAvailable(seq int64) bool
+	highestPublished(lo, available int64) int64
+	remainingCapacity() int64
+}
+
+// gating holds the consumer sequences that the producers must not overtake.
+// The set may change at run time (copy on write).
+type gating struct {
+	seqs atomic.Pointer[[]*Sequence]
+}
+
+func (g *gating) min(def int64) int64 {
+	p := g.seqs.Load()
+	if p == nil {
+		return def
+	}
+	return minimumSequence(*p, def)
+}
+
+func (g *gating) add(cursor int64, ss ...*Sequence) {
+	for {
+		old := g.seqs.Load()
+		var cur []*Sequence
+		if old != nil {
+			cur = *old
+		}
+		next := make([]*Sequence, 0, len(cur)+len(ss))
+		next = append(next, cur...)
+		for _, s := range ss {
+			s.Set(cursor)
+			next = append(next, s)
+		}
+		if g.seqs.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+func (g *gating) remove(s *Sequence) bool {
+	for {
+		old := g.seqs.Load()
+		if old == nil {
+			return false
+		}
+		next := make([]*Sequence, 0, len(*old))
+		found := false
+		for _, x := range *old {
+			if x == s {
+				found = true
+				continue
+			}
+			next = append(next, x)
+		}
+		if !found {
+			return false
+		}
+		if g.seqs.CompareAndSwap(old, &next) {
+			return true
+		}
+	}
+}
+
+// sequencerCore holds what both sequencers share.
+type sequencerCore struct {
+	bufferSize int64
+	ws         WaitStrategy
+	cursor     *Sequence
+	gating     *gating
+	halted     *atomic.Bool
+}
+
+// backoff is the producer-side wait used while the ring is full: spin, then
+// yield, then sleep in short steps. It returns ErrHalted once the ring is
+// halted.
+type backoff struct{ n int }
+
+func (b *backoff) wait(halted *atomic.Bool) error {
+	if halted.Load() {
+		return ErrHalted
+	}
+	b.n++
+	switch {
+	case b.n < 64:
+	case b.n < 128:
+		runtime.Gosched()
+	default:
+		time.Sleep(20 * time.Microsecond)
+	}
+	return nil
+}
+
+// singleProducerSequencer is not safe for concurrent claims. Its fields are
+// padded away from the cursor because only the producer touches them.
+type singleProducerSequencer struct {
+	sequencerCore
+	_           [CacheLinePad]byte
+	nextValue   int64
+	cachedValue int64
+	_           [CacheLinePad - 16]byte
+}
+
+func (s *singleProducerSequencer) next(n int64) (int64, error) {
+	if n < 1 || n > s.bufferSize {
+		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, s.bufferSize)
+	}
+	nextValue := s.nextValue
+	nextSeq := nextValue + n
+	wrapPoint := nextSeq - s.bufferSize
+	if cached := s.cachedValue; wrapPoint > cached || cached > nextValue {
+		var b backoff
+		var minSeq int64
+		for {
+			minSeq = s.gating.min(nextValue)
+			if wrapPoint <= minSeq {
+				break
+			}
+			if err := b.wait(s.halted); err != nil {
+				return 0, err
+			}
+		}
+		s.cachedValue = minSeq
+	}
+	if s.halted.Load() {
+		return 0, ErrHalted
+	}
+	s.nextValue = nextSeq
+	return nextSeq, nil
+}
+
+func (s *singleProducerSequencer) hasCapacity(n int64) bool {
+	nextValue := s.nextValue
+	wrapPoint := nextValue + n - s.bufferSize
+	if cached := s.cachedValue; wrapPoint > cached || cached > nextValue {
+		minSeq := s.gating.min(nextValue)
+		s.cachedValue = minSeq
+		if wrapPoint > minSeq {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *singleProducerSequencer) tryNext(n int64) (int64, error) {
+	if n < 1 || n > s.bufferSize {
+		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, s.bufferSize)
+	}
+	if s.halted.Load() {
+		return 0, ErrHalted
+	}
+	if !s.hasCapacity(n) {
+		return 0, ErrInsufficientCapacity
+	}
+	s.nextValue += n
+	return s.nextValue, nil
+}
+
+func (s *singleProducerSequencer) publish(_, hi int64) {
+	s.cursor.Set(hi)
+	s.ws.SignalAllWhenBlocking()
+}
+
+func (s *singleProducerSequencer) isAvailable(seq int64) bool {
+	cur := s.cursor.Get()
+	return seq <= cur && seq > cur-s.bufferSize
+}
+
+func (s *singleProducerSequencer) highestPublished(_, available int64) int64 { return available }
+
+func (s *singleProducerSequencer) remainingCapacity() int64 {
+	nextValue := s.nextValue
+	consumed := s.gating.min(nextValue)
+	return s.bufferSize - (nextValue - consumed)
+}
+
+// multiProducerSequencer lets any number of goroutines claim and publish.
+// The cursor is the highest claimed sequence; availableBuffer[i] holds the
+// lap number (seq >> indexShift) of the last publish into slot i.
+type multiProducerSequencer struct {
+	sequencerCore
+	gatingCache     *Sequence
+	availableBuffer []atomic.Int32
+	indexMask       int64
+	indexShift      uint
+}
+
+func newMultiProducerSequencer(core sequencerCore) *multiProducerSequencer {
+	m := &multiProducerSequencer{
+		sequencerCore:   core,
+		gatingCache:     NewSequence(InitialSequence),
+		availableBuffer: make([]atomic.Int32, core.bufferSize),
+		indexMask:       core.bufferSize - 1,
+		indexShift:      uint(bits.TrailingZeros64(uint64(core.bufferSize))),
+	}
+	for i := range m.availableBuffer {
+		m.availableBuffer[i].Store(-1)
+	}
+	return m
+}
+
+func (m *multiProducerSequencer) next(n int64) (int64, error) {
+	if n < 1 || n > m.bufferSize {
+		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, m.bufferSize)
+	}
+	if m.halted.Load() {
+		return 0, ErrHalted
+	}
+	current := m.cursor.Add(n) - n
+	nextSeq := current + n
+	wrapPoint := nextSeq - m.bufferSize
+	if cached := m.gatingCache.Get(); wrapPoint > cached || cached > current {
+		var b backoff
+		var gatingSeq int64
+		for {
+			gatingSeq = m.gating.min(current)
+			if wrapPoint <= gatingSeq {
+				break
+			}
+			// The claim is made; giving up leaves a hole, which is only
+			// acceptable because a halted ring is never consumed again.
+			if err := b.wait(m.halted); err != nil {
+				return 0, err
+			}
+		}
+		m.gatingCache.Set(gatingSeq)
+	}
+	return nextSeq, nil
+}
+
+func (m *multiProducerSequencer) hasCapacity(n, cursorValue int64) bool {
+	wrapPoint := cursorValue + n - m.bufferSize
+	if cached := m.gatingCache.Get(); wrapPoint > cached || cached > cursorValue {
+		minSeq := m.gating.min(cursorValue)
+		m.gatingCache.Set(minSeq)
+		if wrapPoint > minSeq {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *multiProducerSequencer) tryNext(n int64) (int64, error) {
+	if n < 1 || n > m.bufferSize {
+		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, m.bufferSize)
+	}
+	for {
+		if m.halted.Load() {
+			return 0, ErrHalted
+		}
+		current := m.cursor.Get()
+		if !m.hasCapacity(n, current) {
+			return 0, ErrInsufficientCapacity
+		}
+		if m.cursor.CompareAndSet(current, current+n) {
+			return current + n, nil
+		}
+	}
+}
+
+func (m *multiProducerSequencer) publish(lo, hi int64) {
+	for seq := lo; seq <= hi; seq++ {
+		m.availableBuffer[seq&m.indexMask].Store(int32(seq >> m.indexShift))
+	}
+	m.ws.SignalAllWhenBlocking()
+}
+
+func (m *multiProducerSequencer) isAvailable(seq int64) bool {
+	return m.availableBuffer[seq&m.indexMask].Load() == int32(seq>>m.indexShift)
+}
+
+func (m *multiProducerSequencer) highestPublished(lo, available int64) int64 {
+	for seq := lo; seq <= available; seq++ {
+		if !m.isAvailable(seq) {
+			return seq - 1
+		}
+	}
+	return available
+}
+
+func (m *multiProducerSequencer) remainingCapacity() int64 {
+	produced := m.cursor.Get()
+	consumed := m.gating.min(produced)
+	return m.bufferSize - (produced - consumed)
+}
+
+// nextCtx claims n slots, waiting while the ring is full until ctx ends.
+// It never leaves a hole: it only claims once the capacity is there.
+func nextCtx(ctx context.Context, s sequencer, halted *atomic.Bool, n int64) (int64, error) {
+	var b backoff
+	for {
+		hi, err := s.tryNext(n)
+		if err != ErrInsufficientCapacity {
+			return hi, err
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("disruptor: waiting for %d free slots: %w", n, err)
+		}
+		if err := b.wait(halted); err != nil {
+			return 0, err
+		}
+	}
+}

@@ -1,0 +1,323 @@
+package disruptor
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Alerter is what a wait strategy polls to learn that it must stop waiting.
+// [SequenceBarrier] implements it.
+type Alerter interface {
+	// CheckAlert returns [ErrAlerted] once the barrier was alerted.
+	CheckAlert() error
+}
+
+// WaitStrategy decides how a consumer waits for a sequence to become
+// available. Implementations must be safe for concurrent use.
+type WaitStrategy interface {
+	// WaitFor waits until dependents.Get() >= seq and returns that value,
+	// which may be larger than seq. cursor is the ring's cursor, which the
+	// dependents never exceed. It returns ErrAlerted when alert fires, or
+	// ErrTimeout for strategies with a timeout.
+	WaitFor(seq int64, cursor *Sequence, dependents SequenceGroup, alert Alerter) (int64, error)
+	// SignalAllWhenBlocking wakes waiters parked by a blocking strategy. It
+	// is called after every publish and after every consumer batch, so it
+	// must be cheap when nobody waits.
+	SignalAllWhenBlocking()
+}
+
+// ParseWaitStrategy returns a fresh strategy by its configuration name:
+// "blocking", "yielding", "busy-spin", "sleeping" (the seed's four), and
+// "lite-blocking", "timeout-blocking" (1 ms) and "phased-backoff"
+// (spin 10 µs, yield 100 µs, then lite-blocking).
+func ParseWaitStrategy(name string) (WaitStrategy, error) {
+	switch name {
+	case "blocking":
+		return NewBlockingWaitStrategy(), nil
+	case "yielding":
+		return NewYieldingWaitStrategy(), nil
+	case "busy-spin":
+		return NewBusySpinWaitStrategy(), nil
+	case "sleeping":
+		return NewSleepingWaitStrategy(), nil
+	case "lite-blocking":
+		return NewLiteBlockingWaitStrategy(), nil
+	case "timeout-blocking":
+		return NewTimeoutBlockingWaitStrategy(time.Millisecond), nil
+	case "phased-backoff":
+		return NewPhasedBackoffWaitStrategy(10*time.Microsecond, 100*time.Microsecond, NewLiteBlockingWaitStrategy()), nil
+	}
+	return nil, fmt.Errorf("disruptor: unknown wait strategy %q (want blocking, yielding, busy-spin, sleeping, lite-blocking, timeout-blocking or phased-backoff)", name)
+}
+
+// WaitStrategyNames lists the names ParseWaitStrategy accepts.
+func WaitStrategyNames() []string {
+	return []string{"blocking", "yielding", "busy-spin", "sleeping", "lite-blocking", "timeout-blocking", "phased-backoff"}
+}
+
+// BusySpinWaitStrategy spins on the dependents. Lowest latency; burns a core
+// per waiting consumer, so use it only with fewer consumers than cores.
+type BusySpinWaitStrategy struct{}
+
+// NewBusySpinWaitStrategy returns the busy-spin strategy.
+func NewBusySpinWaitStrategy() *BusySpinWaitStrategy { return &BusySpinWaitStrategy{} }
+
+// WaitFor implements WaitStrategy.
+func (*BusySpinWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGroup, alert Alerter) (int64, error) {
+	for {
+		if v := deps.Get(); v >= seq {
+			return v, nil
+		}
+		if err := alert.CheckAlert(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// SignalAllWhenBlocking implements WaitStrategy; it does nothing.
+func (*BusySpinWaitStrategy) SignalAllWhenBlocking() {}
+
+// YieldingWaitStrategy spins briefly, then yields the processor to other
+// goroutines between checks. Low latency, but keeps a core busy at idle.
+type YieldingWaitStrategy struct{ spinTries int }
+
+// NewYieldingWaitStrategy returns the yielding strategy (100 spins, then
+// runtime.Gosched).
+func NewYieldingWaitStrategy() *YieldingWaitStrategy { return &YieldingWaitStrategy{spinTries: 100} }
+
+// WaitFor implements WaitStrategy.
+func (y *YieldingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGroup, alert Alerter) (int64, error) {
+	counter := y.spinTries
+	for {
+		if v := deps.Get(); v >= seq {
+			return v, nil
+		}
+		if err := alert.CheckAlert(); err != nil {
+			return 0, err
+		}
+		if counter > 0 {
+			counter--
+		} else {
+			runtime.Gosched()
+		}
+	}
+}
+
+// SignalAllWhenBlocking implements WaitStrategy; it does nothing.
+func (*YieldingWaitStrategy) SignalAllWhenBlocking() {}
+
+// SleepingWaitStrategy spins, then yields, then sleeps for short periods. A
+// compromise between latency and idle CPU.
+type SleepingWaitStrategy struct {
+	retries int
+	sleep   time.Duration
+}
+
+// NewSleepingWaitStrategy returns the sleeping strategy (200 tries: 100
+// spins, 100 yields, then 100 µs sleeps).
+func NewSleepingWaitStrategy() *SleepingWaitStrategy {
+	return &SleepingWaitStrategy{retries: 200, sleep: 100 * time.Microsecond}
+}
+
+// WaitFor implements WaitStrategy.
+func (s *SleepingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGroup, alert Alerter) (int64, error) {
+	counter := s.retries
+	for {
+		if v := deps.Get(); v >= seq {
+			return v, nil
+		}
+		if err := alert.CheckAlert(); err != nil {
+			return 0, err
+		}
+		switch {
+		case counter > 100:
+			counter--
+		case counter > 0:
+			counter--
+			runtime.Gosched()
+		default:
+			time.Sleep(s.sleep)
+		}
+	}
+}
+
+// SignalAllWhenBlocking implements WaitStrategy; it does nothing.
+func (*SleepingWaitStrategy) SignalAllWhenBlocking() {}
+
+// parker is the shared mutex/condition machinery of the blocking strategies.
+// waiters counts goroutines that may be parked, so that signalling costs one
+// atomic load when nobody waits. No wake-up is lost: a waiter registers
+// before its final check of the condition (under the lock), and a signaller
+// makes the condition true before it reads waiters; both are sequentially
+// consistent atomics, so at least one of them sees the other.
+type parker struct {
+	waiters atomic.Int32
+	mu      sync.Mutex
+	cond    sync.Cond
+}
+
+func (p *parker) init() { p.cond.L = &p.mu }
+
+func (p *parker) signal() {
+	if p.waiters.Load() > 0 {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}
+}
+
+// park waits under the lock until deps reach seq, an alert fires, or
+// deadline passes (zero deadline: no timeout).
+func (p *parker) park(seq int64, deps SequenceGroup, alert Alerter, deadline time.Time) (int64, error) {
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
+	var timer *time.Timer
+	if !deadline.IsZero() {
+		timer = time.AfterFunc(time.Until(deadline), func() {
+			p.mu.Lock()
+			p.cond.Broadcast()
+			p.mu.Unlock()
+		})
+		defer timer.Stop()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if v := deps.Get(); v >= seq {
+			return v, nil
+		}
+		if err := alert.CheckAlert(); err != nil {
+			return 0, err
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return 0, ErrTimeout
+		}
+		p.cond.Wait()
+	}
+}
+
+// BlockingWaitStrategy parks waiting consumers on a condition variable and
+// wakes them on publish and on consumer progress. CPU use at idle is zero;
+// wake-up latency is that of the Go scheduler (microseconds).
+type BlockingWaitStrategy struct{ p parker }
+
+// NewBlockingWaitStrategy returns the blocking strategy.
+func NewBlockingWaitStrategy() *BlockingWaitStrategy {
+	b := &BlockingWaitStrategy{}
+	b.p.init()
+	return b
+}
+
+// WaitFor implements WaitStrategy.
+func (b *BlockingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGroup, alert Alerter) (int64, error) {
+	if v := deps.Get(); v >= seq {
+		return v, nil
+	}
+	return b.p.park(seq, deps, alert, time.Time{})
+}
+
+// SignalAllWhenBlocking implements WaitStrategy.
+func (b *BlockingWaitStrategy) SignalAllWhenBlocking() { b.p.signal() }
+
+// LiteBlockingWaitStrategy spins briefly before parking, which saves the
+// park/wake round trip when events arrive back to back.
+type LiteBlockingWaitStrategy struct {
+	p     parker
+	spins int
+}
+
+// NewLiteBlockingWaitStrategy returns the lite-blocking strategy (64 spins
+// with a yield each, then park).
+func NewLiteBlockingWaitStrategy() *LiteBlockingWaitStrategy {
+	l := &LiteBlockingWaitStrategy{spins: 64}
+	l.p.init()
+	return l
+}
+
+// WaitFor implements WaitStrategy.
+func (l *LiteBlockingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGroup, alert Alerter) (int64, error) {
+	for i := 0; i < l.spins; i++ {
+		if v := deps.Get(); v >= seq {
+			return v, nil
+		}
+		if err := alert.CheckAlert(); err != nil {
+			return 0, err
+		}
+		runtime.Gosched()
+	}
+	return l.p.park(seq, deps, alert, time.Time{})
+}
+
+// SignalAllWhenBlocking implements WaitStrategy.
+func (l *LiteBlockingWaitStrategy) SignalAllWhenBlocking() { l.p.signal() }
+
+// TimeoutBlockingWaitStrategy parks like the blocking strategy but returns
+// ErrTimeout after the timeout, so that processors can call OnTimeout
+// (for example to flush a partial window).
+type TimeoutBlockingWaitStrategy struct {
+	p       parker
+	timeout time.Duration
+}
+
+// NewTimeoutBlockingWaitStrategy returns a blocking strategy with a timeout.
+func NewTimeoutBlockingWaitStrategy(timeout time.Duration) *TimeoutBlockingWaitStrategy {
+	t := &TimeoutBlockingWaitStrategy{timeout: timeout}
+	t.p.init()
+	return t
+}
+
+// WaitFor implements WaitStrategy.
+func (t *TimeoutBlockingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGroup, alert Alerter) (int64, error) {
+	if v := deps.Get(); v >= seq {
+		return v, nil
+	}
+	return t.p.park(seq, deps, alert, time.Now().Add(t.timeout))
+}
+
+// SignalAllWhenBlocking implements WaitStrategy.
+func (t *TimeoutBlockingWaitStrategy) SignalAllWhenBlocking() { t.p.signal() }
+
+// PhasedBackoffWaitStrategy spins for spinFor, yields until yieldFor has
+// passed, then hands over to a fallback strategy (usually a blocking one).
+type PhasedBackoffWaitStrategy struct {
+	spinFor, yieldFor time.Duration
+	fallback          WaitStrategy
+}
+
+// NewPhasedBackoffWaitStrategy returns a phased back-off strategy.
+func NewPhasedBackoffWaitStrategy(spinFor, yieldFor time.Duration, fallback WaitStrategy) *PhasedBackoffWaitStrategy {
+	return &PhasedBackoffWaitStrategy{spinFor: spinFor, yieldFor: yieldFor, fallback: fallback}
+}
+
+// WaitFor implements WaitStrategy.
+func (p *PhasedBackoffWaitStrategy) WaitFor(seq int64, cursor *Sequence, deps SequenceGroup, alert Alerter) (int64, error) {
+	var start time.Time
+	for counter := 0; ; counter++ {
+		if v := deps.Get(); v >= seq {
+			return v, nil
+		}
+		if err := alert.CheckAlert(); err != nil {
+			return 0, err
+		}
+		if counter%64 != 63 {
+			continue
+		}
+		if start.IsZero() {
+			start = time.Now()
+			continue
+		}
+		elapsed := time.Since(start)
+		switch {
+		case elapsed > p.yieldFor:
+			return p.fallback.WaitFor(seq, cursor, deps, alert)
+		case elapsed > p.spinFor:
+			runtime.Gosched()
+		}
+	}
+}
+
+// SignalAllWhenBlocking implements WaitStrategy.
+func (p *PhasedBackoffWaitStrategy) SignalAllWhenBlocking() { p.fallback.SignalAllWhenBlocking() }
