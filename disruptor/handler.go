@@ -111,7 +111,9 @@ func (f FatalStop[T]) HandleEventException(err error, seq int64, _ *T) error {
 }
 
 // HandleOnStartException logs the error.
-func (f FatalStop[T]) HandleOnStartException(err error) { LogAndContinue[T](f).HandleOnStartException(err) }
+func (f FatalStop[T]) HandleOnStartException(err error) {
+	LogAndContinue[T](f).HandleOnStartException(err)
+}
 
 // HandleOnShutdownException logs the error.
 func (f FatalStop[T]) HandleOnShutdownException(err error) {
