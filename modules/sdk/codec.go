@@ -1,0 +1,207 @@
+package sdk
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// ABIVersion is the ABI version this SDK implements.
+const ABIVersion = 1
+
+// Record header sizes and output kinds of ABI version 1.
+const (
+	InputHeaderSize  = 40
+	OutputHeaderSize = 24
+
+	KindEmit    = 1
+	KindForward = 2
+	KindDrop    = 3
+	KindError   = 4
+
+	FlagKeySet = 1
+
+	// NoInput is the input index of outputs written by timer and flush calls.
+	NoInput = 0xFFFFFFFF
+
+	// MaxErrorMessage is the longest error message the host keeps.
+	MaxErrorMessage = 1024
+)
+
+// Return codes of bb_process, bb_timer and bb_flush besides an output length.
+const (
+	ErrFailed  = -1
+	ErrOutFull = -2
+)
+
+// Align8 rounds n up to a multiple of 8.
+func Align8(n int) int { return (n + 7) &^ 7 }
+
+// Event is a zero-copy view of one input record. Its slices point into the
+// input buffer and are valid only until the handler returns.
+type Event struct {
+	Seq       uint64
+	Timestamp int64 // Unix nanoseconds
+	Key       []byte
+	Producer  []byte
+	Data      []byte
+}
+
+// ErrBadInput reports an input buffer that does not follow the ABI.
+var ErrBadInput = errors.New("sdk: malformed input record")
+
+// DecodeInput decodes the input record at the start of buf into ev and
+// returns the record's size.
+func DecodeInput(buf []byte, ev *Event) (int, error) {
+	if len(buf) < InputHeaderSize {
+		return 0, ErrBadInput
+	}
+	size := int(binary.LittleEndian.Uint32(buf[0:]))
+	kl := int(binary.LittleEndian.Uint32(buf[24:]))
+	pl := int(binary.LittleEndian.Uint32(buf[28:]))
+	dl := int(binary.LittleEndian.Uint32(buf[32:]))
+	if kl < 0 || pl < 0 || dl < 0 || size > len(buf) || size != Align8(InputHeaderSize+kl+pl+dl) {
+		return 0, ErrBadInput
+	}
+	ev.Seq = binary.LittleEndian.Uint64(buf[8:])
+	ev.Timestamp = int64(binary.LittleEndian.Uint64(buf[16:]))
+	p := InputHeaderSize
+	ev.Key = buf[p : p+kl : p+kl]
+	p += kl
+	ev.Producer = buf[p : p+pl : p+pl]
+	p += pl
+	ev.Data = buf[p : p+dl : p+dl]
+	return size, nil
+}
+
+// EncodeInput appends the input record for ev to dst; the host does the
+// same. It is exported for tests and tools.
+func EncodeInput(dst []byte, ev *Event) []byte {
+	n := InputHeaderSize + len(ev.Key) + len(ev.Producer) + len(ev.Data)
+	size := Align8(n)
+	var h [InputHeaderSize]byte
+	binary.LittleEndian.PutUint32(h[0:], uint32(size))
+	binary.LittleEndian.PutUint64(h[8:], ev.Seq)
+	binary.LittleEndian.PutUint64(h[16:], uint64(ev.Timestamp))
+	binary.LittleEndian.PutUint32(h[24:], uint32(len(ev.Key)))
+	binary.LittleEndian.PutUint32(h[28:], uint32(len(ev.Producer)))
+	binary.LittleEndian.PutUint32(h[32:], uint32(len(ev.Data)))
+	dst = append(dst, h[:]...)
+	dst = append(dst, ev.Key...)
+	dst = append(dst, ev.Producer...)
+	dst = append(dst, ev.Data...)
+	for i := n; i < size; i++ {
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+// Route names an output: 0 is the module's default output, k is the k-th
+// (1-based) entry of the manifest's routes.
+type Route uint16
+
+// Default is the module's default output.
+const Default Route = 0
+
+// Out writes the outputs of one input record (or of a timer/flush call) into
+// the output buffer. Methods never allocate. If the buffer fills up, the
+// call reports ErrOutFull to the host, which retries with fewer events.
+type Out struct {
+	buf      []byte
+	pos      int    // end of written records
+	start    int    // first record of the current input
+	input    uint32 // current input index
+	overflow bool
+}
+
+// NewOut returns an Out writing into buf (used by tests and the wasm glue).
+func NewOut(buf []byte) *Out { return &Out{buf: buf} }
+
+// Reset starts a new call.
+func (o *Out) Reset() { o.pos, o.start, o.overflow = 0, 0, false }
+
+// Begin starts the outputs of input index i.
+func (o *Out) Begin(i uint32) { o.input, o.start = i, o.pos }
+
+// Len is the number of bytes written so far.
+func (o *Out) Len() int { return o.pos }
+
+// Overflowed reports whether a record did not fit.
+func (o *Out) Overflowed() bool { return o.overflow }
+
+// Bytes returns the records written so far.
+func (o *Out) Bytes() []byte { return o.buf[:o.pos] }
+
+func (o *Out) put(kind, flags byte, r Route, key, data []byte) {
+	if o.overflow {
+		return
+	}
+	size := Align8(OutputHeaderSize + len(key) + len(data))
+	if size > len(o.buf)-o.pos {
+		o.overflow = true
+		return
+	}
+	b := o.buf[o.pos : o.pos+size]
+	binary.LittleEndian.PutUint32(b[0:], uint32(size))
+	b[4], b[5] = kind, flags
+	binary.LittleEndian.PutUint16(b[6:], uint16(r))
+	binary.LittleEndian.PutUint32(b[8:], o.input)
+	binary.LittleEndian.PutUint32(b[12:], uint32(len(key)))
+	binary.LittleEndian.PutUint32(b[16:], uint32(len(data)))
+	binary.LittleEndian.PutUint32(b[20:], 0)
+	n := OutputHeaderSize + copy(b[OutputHeaderSize:], key)
+	n += copy(b[n:], data)
+	clear(b[n:])
+	o.pos += size
+}
+
+// Emit writes a new event with payload data (keeping the input's key) to
+// the default output.
+func (o *Out) Emit(data []byte) { o.put(KindEmit, 0, Default, nil, data) }
+
+// EmitTo writes a new event with payload data (keeping the input's key) to
+// route r.
+func (o *Out) EmitTo(r Route, data []byte) { o.put(KindEmit, 0, r, nil, data) }
+
+// EmitKeyTo writes a new event with the given key and payload to route r.
+func (o *Out) EmitKeyTo(r Route, key, data []byte) { o.put(KindEmit, FlagKeySet, r, key, data) }
+
+// Forward passes the input event on unchanged to the default output.
+func (o *Out) Forward() { o.put(KindForward, 0, Default, nil, nil) }
+
+// ForwardTo passes the input event on unchanged to route r.
+func (o *Out) ForwardTo(r Route) { o.put(KindForward, 0, r, nil, nil) }
+
+// Drop discards the input, and any output already written for it.
+func (o *Out) Drop() {
+	o.pos = o.start
+	o.put(KindDrop, 0, Default, nil, nil)
+}
+
+// Error reports that the input failed with msg (cut to MaxErrorMessage
+// bytes); outputs already written for it are discarded. The host applies the
+// module's error policy to the input.
+func (o *Out) Error(msg string) {
+	o.pos = o.start
+	if len(msg) > MaxErrorMessage {
+		msg = msg[:MaxErrorMessage]
+	}
+	if o.overflow {
+		return
+	}
+	size := Align8(OutputHeaderSize + len(msg))
+	if size > len(o.buf)-o.pos {
+		o.overflow = true
+		return
+	}
+	b := o.buf[o.pos : o.pos+size]
+	binary.LittleEndian.PutUint32(b[0:], uint32(size))
+	b[4], b[5] = KindError, 0
+	binary.LittleEndian.PutUint16(b[6:], 0)
+	binary.LittleEndian.PutUint32(b[8:], o.input)
+	binary.LittleEndian.PutUint32(b[12:], 0)
+	binary.LittleEndian.PutUint32(b[16:], uint32(len(msg)))
+	binary.LittleEndian.PutUint32(b[20:], 0)
+	n := OutputHeaderSize + copy(b[OutputHeaderSize:], msg)
+	clear(b[n:])
+	o.pos += size
+}
