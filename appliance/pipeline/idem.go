@@ -1,0 +1,179 @@
+package pipeline
+
+import "sync"
+
+// Idempotency: every producer gets a window of W slots indexed by
+// producerSequence % W, each remembering (producer sequence, ring sequence).
+// For a producer whose sequences increase this is exactly "the last W
+// sequences". A (producer, sequence) still in its window is a duplicate and
+// is answered with the ring sequence it was first given. A sequence older
+// than the window (its slot holds a newer sequence) cannot be checked and is
+// accepted as new without being remembered — so a device that restarts its
+// counter at 0 keeps working. Producers are kept in LRU order, at most
+// maxProducers of them; the least recently used idle one is forgotten first.
+
+const (
+	emptySeq   int64 = -1
+	pendingSeq int64 = -2 // reserved by an in-flight request
+)
+
+type producerWin struct {
+	name       string
+	pseq       []int64 // producer sequence held by each slot, emptySeq when free
+	rseq       []int64 // ring sequence, or pendingSeq
+	owner      []uint64
+	pending    int
+	prev, next *producerWin
+}
+
+type idemTable struct {
+	mu        sync.Mutex
+	cond      *sync.Cond
+	window    int
+	max       int
+	producers map[string]*producerWin
+	head      *producerWin // most recently used
+	tail      *producerWin
+}
+
+func newIdemTable(window, maxProducers int) *idemTable {
+	t := &idemTable{window: window, max: maxProducers, producers: make(map[string]*producerWin)}
+	t.cond = sync.NewCond(&t.mu)
+	return t
+}
+
+// lookupClass is the state of one (producer, sequence) in the table.
+type lookupClass int
+
+const (
+	classNew lookupClass = iota
+	classDone
+	classPendingOther
+	classPendingSelf
+	classTooOld
+)
+
+// classify reports the state of (producer, pseq) for request req. It must
+// be called with t.mu held. It never creates a producer.
+func (t *idemTable) classify(producer []byte, pseq int64, req uint64) (lookupClass, int64) {
+	w := t.producers[string(producer)]
+	if w == nil {
+		return classNew, 0
+	}
+	i := pseq % int64(t.window)
+	switch {
+	case w.pseq[i] == pseq && w.rseq[i] == pendingSeq && w.owner[i] == req:
+		return classPendingSelf, 0
+	case w.pseq[i] == pseq && w.rseq[i] == pendingSeq:
+		return classPendingOther, 0
+	case w.pseq[i] == pseq:
+		return classDone, w.rseq[i]
+	case w.pseq[i] > pseq:
+		return classTooOld, 0
+	}
+	return classNew, 0
+}
+
+// reserve marks (producer, pseq) pending for req. t.mu must be held and
+// classify must have returned classNew.
+func (t *idemTable) reserve(producer []byte, pseq int64, req uint64) {
+	w := t.producers[string(producer)]
+	if w == nil {
+		w = t.add(string(producer))
+	} else {
+		t.touch(w)
+	}
+	i := pseq % int64(t.window)
+	if w.rseq[i] == pendingSeq {
+		// An older sequence in the same slot is still in flight in another
+		// request; it will fail to resolve (its pseq no longer matches),
+		// which only means it is not remembered.
+		w.pending--
+	}
+	w.pseq[i], w.rseq[i], w.owner[i] = pseq, pendingSeq, req
+	w.pending++
+}
+
+// resolve records the outcome of a reservation: ring >= 0 stores the ring
+// sequence, ring < 0 forgets the reservation (the event was rejected).
+// t.mu must be held.
+func (t *idemTable) resolve(producer []byte, pseq int64, req uint64, ring int64) {
+	w := t.producers[string(producer)]
+	if w == nil {
+		return
+	}
+	i := pseq % int64(t.window)
+	if w.pseq[i] != pseq || w.rseq[i] != pendingSeq || w.owner[i] != req {
+		return
+	}
+	w.pending--
+	if ring >= 0 {
+		w.rseq[i] = ring
+	} else {
+		w.pseq[i], w.rseq[i] = emptySeq, emptySeq
+	}
+}
+
+func (t *idemTable) add(name string) *producerWin {
+	if len(t.producers) >= t.max {
+		for v := t.tail; v != nil; v = v.prev {
+			if v.pending == 0 {
+				t.unlink(v)
+				delete(t.producers, v.name)
+				break
+			}
+		}
+	}
+	w := &producerWin{
+		name:  name,
+		pseq:  make([]int64, t.window),
+		rseq:  make([]int64, t.window),
+		owner: make([]uint64, t.window),
+	}
+	for i := range w.pseq {
+		w.pseq[i], w.rseq[i] = emptySeq, emptySeq
+	}
+	t.producers[name] = w
+	t.pushFront(w)
+	return w
+}
+
+func (t *idemTable) touch(w *producerWin) {
+	if t.head == w {
+		return
+	}
+	t.unlink(w)
+	t.pushFront(w)
+}
+
+func (t *idemTable) pushFront(w *producerWin) {
+	w.prev, w.next = nil, t.head
+	if t.head != nil {
+		t.head.prev = w
+	}
+	t.head = w
+	if t.tail == nil {
+		t.tail = w
+	}
+}
+
+func (t *idemTable) unlink(w *producerWin) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		t.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		t.tail = w.prev
+	}
+	w.prev, w.next = nil, nil
+}
+
+// size returns the number of producers tracked.
+func (t *idemTable) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.producers)
+}
