@@ -134,15 +134,9 @@ func flagParseError(err error) error {
 	var is *pflag.InvalidSyntaxError
 	switch {
 	case errors.As(err, &ne):
-		if sh := ne.GetSpecifiedShortnames(); sh != "" {
+		e.Flag, e.Msg = "--"+ne.GetSpecifiedName(), "unknown flag; see --help"
+		if ne.GetSpecifiedShortnames() != "" {
 			e.Flag = "-" + ne.GetSpecifiedName()
-			e.Msg = "unknown flag; see --help"
-			if len(sh) > 1 {
-				e.Msg = fmt.Sprintf("unknown flag (in -%s); see --help", sh)
-			}
-		} else {
-			e.Flag = "--" + ne.GetSpecifiedName()
-			e.Msg = "unknown flag; see --help"
 		}
 	case errors.As(err, &vr):
 		e.Flag = flagDisplay(vr.GetFlag())
