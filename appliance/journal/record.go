@@ -137,6 +137,7 @@ func (r Record) clone() Record {
 	out.Producer = buf[:p:p]
 	k := copy(buf[p:], r.Key)
 	out.Key = buf[p : p+k : p+k]
+	copy(buf[p+k:], r.Data)
 	out.Data = buf[p+k:]
 	return out
 }

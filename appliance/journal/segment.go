@@ -93,12 +93,16 @@ type frameReader struct {
 	maxBody int
 	buf     []byte
 	bufOff  int64 // file offset of buf[0]
+	chunk   int   // next read size: starts small for short reads, doubles
 }
 
-const readChunk = 256 << 10
+const (
+	firstReadChunk = 16 << 10
+	maxReadChunk   = 256 << 10
+)
 
 func newFrameReader(f File, off, end int64, maxBody int) *frameReader {
-	return &frameReader{f: f, off: off, end: end, maxBody: maxBody, bufOff: off}
+	return &frameReader{f: f, off: off, end: end, maxBody: maxBody, bufOff: off, chunk: firstReadChunk}
 }
 
 // fill makes sure buf covers [r.off, r.off+need) if the file has it.
@@ -109,7 +113,8 @@ func (r *frameReader) fill(need int) error {
 	}
 	// Drop consumed bytes, keep the partial frame at the front.
 	keep := r.buf[r.off-r.bufOff:]
-	want := max(need, readChunk)
+	want := max(need, r.chunk)
+	r.chunk = min(2*r.chunk, maxReadChunk)
 	if rem := r.end - r.off; int64(want) > rem {
 		want = int(rem)
 	}
