@@ -158,3 +158,5 @@ func (f *faultFile) Sync() error {
 }
 
 var errInjected = errors.New("injected I/O error")
+
+func clearFaults(f *faults) { f.writeErr, f.partial, f.syncErr, f.createErr = nil, false, nil, nil }
