@@ -55,7 +55,7 @@
           (loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
           unreachable))
         (if (i32.eq (local.get $c) (i32.const 66)) (then                        ;; 'B'
-          (i32.store (local.get $o) (i32.const 7))
+          (i32.store (global.get $out) (i32.const 7))
           (return (i32.const 24))))
         (if (i32.eq (local.get $c) (i32.const 88)) (then (return (i32.const -1)))) ;; 'X'
         (if (i32.eq (local.get $c) (i32.const 72)) (then (return (i32.const -2)))) ;; 'H'

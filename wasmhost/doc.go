@@ -1,0 +1,20 @@
+// Package wasmhost runs BadBatch handler modules (WebAssembly, ABI version 1,
+// see modules/ABI.md) on wazero.
+//
+// A Host owns the compilation cache. Host.Load compiles a module with its
+// Manifest, validates it with a canary instance and returns a Module: a pool
+// of reusable instances with cached function handles, called once per batch
+// through CallWithStack. Module.Process is the stage API: a batch of input
+// events in, outputs (emits, forwards, dead letters) out through a callback.
+//
+// Isolation: every call runs under a per-call timeout with wazero's
+// WithCloseOnContextDone, so an endless loop costs at most the timeout. A
+// trap, out-of-memory, timeout or malformed output discards the instance; the
+// batch is retried by bisection so the poison event is isolated and gets the
+// module's error policy while every other event is processed. A module that
+// crashes QuarantineAfter times in a row is quarantined.
+//
+// A Stage is a stable, hot-swappable handle for a module name; a Registry
+// loads a directory of modules, watches it with fsnotify and swaps new
+// versions in at a batch boundary after they pass validation.
+package wasmhost
