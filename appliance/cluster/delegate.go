@@ -20,6 +20,7 @@ var (
 	_ memberlist.EventDelegate    = (*delegate)(nil)
 	_ memberlist.ConflictDelegate = (*delegate)(nil)
 	_ memberlist.PingDelegate     = (*delegate)(nil)
+	_ memberlist.MergeDelegate    = (*delegate)(nil)
 )
 
 // NodeMeta returns the metadata encoded by the last successful refresh; its
@@ -34,10 +35,13 @@ func (d *delegate) NodeMeta(limit int) []byte {
 
 // NotifyMsg receives module announcements (gossiped or sent over TCP).
 func (d *delegate) NotifyMsg(b []byte) {
-	anns, err := decodeUserData(b)
+	anns, leaving, err := decodeUserData(b)
 	if err != nil {
 		d.n.log.Warn("ignoring malformed cluster message", "err", err)
 		return
+	}
+	if leaving != "" {
+		d.n.markLeaving(leaving)
 	}
 	for _, a := range anns {
 		d.n.mergeAnnouncement(a, true)
@@ -54,7 +58,7 @@ func (d *delegate) LocalState(bool) []byte { return d.n.mods.encodeState() }
 
 // MergeRemoteState merges a peer's announcements (anti-entropy).
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
-	anns, err := decodeUserData(buf)
+	anns, _, err := decodeUserData(buf)
 	if err != nil {
 		d.n.log.Warn("ignoring malformed cluster state", "err", err)
 		return
@@ -66,12 +70,42 @@ func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 
 func (d *delegate) NotifyJoin(node *memberlist.Node)   { d.n.observe(node, StateAlive) }
 func (d *delegate) NotifyUpdate(node *memberlist.Node) { d.n.observe(node, StateAlive) }
+// NotifyLeave reports a dead or left member. memberlist does not say which
+// (the Node's State field is not maintained for events), so a member is
+// "left" when it announced its leave (see Node.Leave) or a push/pull peer
+// reports it left (NotifyMerge), otherwise "dead".
 func (d *delegate) NotifyLeave(node *memberlist.Node) {
+	d.n.mu.Lock()
+	r, ok := d.n.members[node.Name]
+	leaving := ok && !r.leaving.IsZero() && time.Since(r.leaving) < leaveIntentTTL
+	leaving = leaving || node.Name == d.n.s.opts.NodeID // only our own Leave ends ourselves
+	d.n.mu.Unlock()
 	st := StateDead
-	if node.State == memberlist.StateLeft {
+	if leaving {
 		st = StateLeft
 	}
 	d.n.observe(node, st)
+}
+
+// leaveIntentTTL is how long a received leave announcement turns the
+// member's next death into "left".
+const leaveIntentTTL = time.Minute
+
+// NotifyMerge looks at a push/pull peer's view: members it reports left that
+// this node has as dead become left. It never refuses the merge.
+func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
+	n := d.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range peers {
+		if p.State != memberlist.StateLeft {
+			continue
+		}
+		if r, ok := n.members[p.Name]; ok && r.state == StateDead && r.ip.Equal(p.Addr) && r.port == p.Port {
+			n.setStateLocked(r, StateLeft, time.Now())
+		}
+	}
+	return nil
 }
 
 // NotifyConflict logs and counts a node name claimed from a second address.
@@ -115,6 +149,9 @@ func (n *Node) observe(node *memberlist.Node, st State) {
 		}
 	} else {
 		n.setStateLocked(r, st, now)
+	}
+	if st == StateAlive {
+		r.leaving = time.Time{}
 	}
 	r.ip, r.port = net.IP(ip), node.Port
 	if metaRaw != r.metaRaw {
@@ -162,5 +199,21 @@ func (n *Node) markSuspect(name string) {
 	defer n.mu.Unlock()
 	if r, ok := n.members[name]; ok && r.state == StateAlive {
 		n.setStateLocked(r, StateSuspect, time.Now())
+	}
+}
+
+// markLeaving records a member's announced graceful leave.
+func (n *Node) markLeaving(id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.members[id]
+	if !ok || id == n.s.opts.NodeID {
+		return
+	}
+	switch r.state {
+	case StateDead:
+		n.setStateLocked(r, StateLeft, time.Now())
+	case StateAlive, StateSuspect:
+		r.leaving = time.Now()
 	}
 }

@@ -50,6 +50,12 @@ func (b *logBridge) Write(p []byte) (int, error) {
 		}
 	}
 	msg = strings.TrimPrefix(msg, "memberlist: ")
+	if strings.HasPrefix(msg, "Received invalid msgType (71)") {
+		// 71 is 'G': an HTTP GET on the gossip port, i.e. another node's seed
+		// resolution trying this gossip address as an API address first.
+		level = slog.LevelDebug
+		msg += " (an HTTP request on the gossip port: a peer's seed lookup; harmless)"
+	}
 	if !strings.Contains(msg, "remote error") {
 		if strings.Contains(msg, "Decrypt packet failed") ||
 			strings.Contains(msg, "no installed keys could decrypt") ||

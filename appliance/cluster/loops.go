@@ -51,27 +51,12 @@ type joinTarget struct {
 // that are alive (by address, or by id for peers).
 func (n *Node) joinTargets(ctx context.Context) []joinTarget {
 	var cands []joinTarget
-	for _, seed := range n.s.opts.Seeds {
-		rctx, cancel := context.WithTimeout(ctx, n.s.resolveTimeout)
-		addr, viaHTTP, err := resolveSeed(rctx, n.s.opts.SeedResolver, seed)
-		cancel()
-		if err != nil {
-			n.log.Debug("seed not resolved", "seed", seed, "err", err)
-			continue
-		}
-		why := "seed " + seed
-		if viaHTTP {
-			why += " (via its node info)"
-		}
-		cands = append(cands, joinTarget{addr: addr, why: why})
-	}
+	upAddr := map[string]bool{}
+	upID := map[string]bool{}
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	for _, p := range n.persisted {
 		cands = append(cands, joinTarget{addr: p.Addr, id: p.ID, why: "last-known peer " + p.ID})
 	}
-	upAddr := map[string]bool{}
-	upID := map[string]bool{}
 	for _, r := range n.members {
 		switch {
 		case r.id == n.s.opts.NodeID:
@@ -82,6 +67,25 @@ func (n *Node) joinTargets(ctx context.Context) []joinTarget {
 		case r.state == StateDead:
 			cands = append(cands, joinTarget{addr: r.addr(), id: r.id, why: "dead member " + r.id})
 		}
+	}
+	n.mu.Unlock()
+	for _, seed := range n.s.opts.Seeds {
+		if prev, ok := n.seedCache[seed]; ok && upAddr[prev] {
+			continue // resolved before and alive: no lookup traffic
+		}
+		rctx, cancel := context.WithTimeout(ctx, n.s.resolveTimeout)
+		addr, viaHTTP, err := resolveSeed(rctx, n.s.opts.SeedResolver, seed)
+		cancel()
+		if err != nil {
+			n.log.Debug("seed not resolved", "seed", seed, "err", err)
+			continue
+		}
+		n.seedCache[seed] = addr
+		why := "seed " + seed
+		if viaHTTP {
+			why += " (via its node info)"
+		}
+		cands = append(cands, joinTarget{addr: addr, why: why})
 	}
 	var out []joinTarget
 	seen := map[string]bool{}

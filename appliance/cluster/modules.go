@@ -96,6 +96,7 @@ type announcement struct {
 const (
 	msgAnnounce byte = 'A' // one announcement (broadcast or reliable send)
 	msgState    byte = 'S' // all known announcements (push/pull)
+	msgLeave    byte = 'L' // the origin is leaving gracefully
 )
 
 // maxBroadcastAnnouncement is the largest encoded announcement queued for UDP
@@ -136,11 +137,36 @@ func decodeStrict(b []byte, v any) error {
 	return nil
 }
 
-// decodeUserData decodes a user message or push/pull state into announcements.
-func decodeUserData(b []byte) ([]announcement, error) {
+type leaveMsg struct {
+	Origin string `json:"n"`
+}
+
+func encodeLeave(origin string) []byte {
+	b, _ := json.Marshal(leaveMsg{Origin: origin})
+	return append([]byte{msgLeave}, b...)
+}
+
+// decodeUserData decodes a user message or push/pull state into announcements,
+// or the id of a node announcing its graceful leave.
+func decodeUserData(b []byte) (anns []announcement, leaving string, err error) {
 	if len(b) == 0 {
-		return nil, nil
+		return nil, "", nil
 	}
+	if b[0] == msgLeave {
+		var l leaveMsg
+		if err := decodeStrict(b[1:], &l); err != nil {
+			return nil, "", fmt.Errorf("decode leave message: %w", err)
+		}
+		if err := validNodeID(l.Origin); err != nil {
+			return nil, "", fmt.Errorf("decode leave message: %w", err)
+		}
+		return nil, l.Origin, nil
+	}
+	anns, err = decodeAnnouncements(b)
+	return anns, "", err
+}
+
+func decodeAnnouncements(b []byte) ([]announcement, error) {
 	switch b[0] {
 	case msgAnnounce:
 		var a announcement

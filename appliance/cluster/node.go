@@ -126,6 +126,7 @@ type memberRec struct {
 	state      State
 	lastChange time.Time
 	rtt        time.Duration
+	leaving    time.Time // when it announced a graceful leave
 }
 
 func (r *memberRec) addr() string { return net.JoinHostPort(r.ip.String(), strconv.Itoa(int(r.port))) }
@@ -159,6 +160,7 @@ type Node struct {
 	persisted   []Peer
 	pendingMods map[string][]ModuleInfo
 	bigAnnounce *announcement
+	seedCache   map[string]string // seed -> last resolved address; joinLoop only
 
 	dirtyCh  chan struct{}
 	metaCh   chan struct{}
@@ -188,6 +190,7 @@ func New(opts Options, logger *slog.Logger) (*Node, error) {
 		mods:        newModuleStore(s.opts.NodeID),
 		members:     map[string]*memberRec{},
 		pendingMods: map[string][]ModuleInfo{},
+		seedCache:   map[string]string{},
 		dirtyCh:     make(chan struct{}, 1),
 		metaCh:      make(chan struct{}, 1),
 		notifyCh:    make(chan struct{}, 1),
@@ -206,6 +209,7 @@ func New(opts Options, logger *slog.Logger) (*Node, error) {
 	conf.Events = d
 	conf.Conflict = d
 	conf.Ping = d
+	conf.Merge = d
 	conf.Logger = log.New(n.bridge, "", 0)
 	return n, nil
 }
@@ -309,11 +313,53 @@ func (n *Node) Leave(timeout time.Duration) error {
 	if already {
 		return nil
 	}
+	n.announceLeave(ml, timeout/2)
 	if err := ml.Leave(timeout); err != nil {
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
 	n.log.Info("left the cluster")
 	return nil
+}
+
+// announceLeave tells the other members this node is leaving on purpose, so
+// they show it as "left" rather than "dead": queued for gossip and sent over
+// TCP to every up member in parallel, waiting at most timeout.
+func (n *Node) announceLeave(ml *memberlist.Memberlist, timeout time.Duration) {
+	msg := encodeLeave(n.s.opts.NodeID)
+	n.queue.QueueBroadcast(&annBroadcast{origin: "leave:" + n.s.opts.NodeID, msg: msg})
+	n.mu.Lock()
+	if r, ok := n.members[n.s.opts.NodeID]; ok {
+		n.setStateLocked(r, StateLeft, time.Now())
+	}
+	var targets []memberlist.Node
+	for _, r := range n.members {
+		if r.id != n.s.opts.NodeID && (r.state == StateAlive || r.state == StateSuspect) {
+			targets = append(targets, memberlist.Node{Name: r.id, Addr: slices.Clone(r.ip), Port: r.port})
+		}
+	}
+	if n.closed {
+		targets = nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(len(targets))
+	n.wg.Add(len(targets)) // Close waits for stragglers (bounded by memberlist's TCP timeout)
+	n.mu.Unlock()
+	for i := range targets {
+		go func() {
+			defer n.wg.Done()
+			defer wg.Done()
+			if err := ml.SendReliable(&targets[i], msg); err != nil {
+				n.log.Debug("leave announcement not sent", "member", targets[i].Name, "err", err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		// The senders end on their own within memberlist's TCP timeout.
+	}
 }
 
 // Close stops the background work, persists the last-known peers and shuts
@@ -603,7 +649,9 @@ func (n *Node) RemoveKey(key []byte) error {
 // from the end: a suffix directly, otherwise every non-primary key is removed
 // from the end and the kept ones are added back (fresh slices).
 func removeKeys(kr *memberlist.Keyring, remove [][]byte) error {
-	drop := func(k []byte) bool { return slices.ContainsFunc(remove, func(r []byte) bool { return string(r) == string(k) }) }
+	drop := func(k []byte) bool {
+		return slices.ContainsFunc(remove, func(r []byte) bool { return string(r) == string(k) })
+	}
 	cur := slices.Clone(kr.GetKeys())
 	first := len(cur)
 	for first > 1 && drop(cur[first-1]) {
