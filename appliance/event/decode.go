@@ -52,7 +52,11 @@ type Error struct {
 	Index  int
 	Offset int
 	Msg    string
+	Err    error // a sentinel such as ErrTooMany, or nil
 }
+
+// Unwrap returns the sentinel error, if any.
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	return fmt.Sprintf("event %d: %s (at byte %d)", e.Index, e.Msg, e.Offset)
@@ -122,7 +126,7 @@ func (d *Decoder) failf(format string, args ...any) error {
 
 func (d *Decoder) add(maxEvents int) (*Raw, error) {
 	if maxEvents > 0 && len(d.events) >= maxEvents {
-		return nil, &Error{Index: d.index, Offset: d.pos, Msg: fmt.Sprintf("%v: limit is %d", ErrTooMany, maxEvents)}
+		return nil, &Error{Index: d.index, Offset: d.pos, Msg: fmt.Sprintf("%v: limit is %d", ErrTooMany, maxEvents), Err: ErrTooMany}
 	}
 	if len(d.events) < cap(d.events) {
 		d.events = d.events[:len(d.events)+1]

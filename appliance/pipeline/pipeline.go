@@ -115,8 +115,9 @@ type Pipeline struct {
 }
 
 type namedSeq struct {
-	name string
-	seq  *disruptor.Sequence
+	name    string
+	seq     *disruptor.Sequence
+	handler disruptor.EventHandler[event.Slot]
 }
 
 // New builds the ring and the consumer graph. Call Start to run it.
@@ -180,7 +181,7 @@ func New(opts Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("pipeline: stage group: %w", err)
 		}
 		for _, s := range g {
-			p.stages = append(p.stages, namedSeq{name: s.Name, seq: d.SequenceOf(s.Handler)})
+			p.stages = append(p.stages, namedSeq{name: s.Name, seq: d.SequenceOf(s.Handler), handler: s.Handler})
 		}
 	}
 	if prev == nil {
@@ -191,7 +192,7 @@ func New(opts Options) (*Pipeline, error) {
 	if err := prev.Err(); err != nil {
 		return nil, fmt.Errorf("pipeline: tail consumer: %w", err)
 	}
-	p.stages = append(p.stages, namedSeq{name: "tail", seq: d.SequenceOf(p.tail)})
+	p.stages = append(p.stages, namedSeq{name: "tail", seq: d.SequenceOf(p.tail), handler: p.tail})
 	return p, nil
 }
 
@@ -235,6 +236,21 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	return nil
+}
+
+// ProcessorsOK reports whether every consumer is still running (a consumer
+// stops when its exception handler gives up), naming the first that is not.
+func (p *Pipeline) ProcessorsOK() (bool, string) {
+	for _, s := range p.stages {
+		proc := p.d.ProcessorOf(s.handler)
+		if proc == nil {
+			continue
+		}
+		if err := proc.Err(); err != nil {
+			return false, fmt.Sprintf("consumer %q stopped: %v", s.name, err)
+		}
+	}
+	return true, fmt.Sprintf("%d consumers running", len(p.stages))
 }
 
 // Pending returns how many published events the slowest consumer has not

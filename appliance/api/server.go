@@ -1,0 +1,370 @@
+// Package api is the appliance's REST interface on gofiber/fiber v2:
+// publish (single, JSON array, NDJSON; idempotent; bounded backpressure),
+// range reads and a server-sent-events live tail from the ring, status,
+// node and cluster information, health probes, Prometheus metrics and an
+// OpenAPI document. Every error is JSON: {"error": "..."}.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+
+	"github.com/badbatch/badbatch/appliance/metrics"
+	"github.com/badbatch/badbatch/appliance/pipeline"
+)
+
+// Limits are the settings that may change while the server runs (SIGHUP).
+type Limits struct {
+	PublishTokens  []string      // bearer tokens allowed to publish
+	AdminTokens    []string      // bearer tokens allowed everything
+	MaxBatch       int           // events per request
+	ReadLimit      int           // events per GET / SSE read
+	PublishTimeout time.Duration // bounded wait on a full ring before 429
+	DefaultAck     string        // ack level when the request names none
+}
+
+// Check is one named health or readiness check.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Options configures a Server.
+type Options struct {
+	Pipeline     *pipeline.Pipeline
+	Metrics      *metrics.Metrics
+	Logger       *slog.Logger
+	BodyLimit    int
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	Limits       Limits
+	// AckLevels lists the ack levels this node can honour (always "memory";
+	// "durable" once a journal is wired, "processed" once handlers are).
+	AckLevels []string
+	// NodeInfo, ClusterNodes and Status add to the JSON of their endpoints.
+	NodeInfo     func() any
+	ClusterNodes func() any
+	Status       func() any
+	// Live and Ready report the probes' checks.
+	Live  func() []Check
+	Ready func() []Check
+}
+
+// Server is the HTTP front end.
+type Server struct {
+	app     *fiber.App
+	opts    Options
+	log     *slog.Logger
+	p       *pipeline.Pipeline
+	limits  atomic.Pointer[Limits]
+	intake  sync.RWMutex // publishers hold R; StopIntake takes W
+	closed  atomic.Bool
+	done    chan struct{} // closed by StopIntake: ends live tails
+	doneOne sync.Once
+	pool    sync.Pool
+}
+
+// New builds the server and its routes.
+func New(o Options) (*Server, error) {
+	if o.Pipeline == nil || o.Metrics == nil {
+		return nil, errors.New("api: pipeline and metrics are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(o.AckLevels) == 0 {
+		o.AckLevels = []string{"memory"}
+	}
+	s := &Server{opts: o, log: o.Logger, p: o.Pipeline, done: make(chan struct{})}
+	if err := s.SetLimits(o.Limits); err != nil {
+		return nil, err
+	}
+	s.pool.New = func() any { return newScratch() }
+	s.app = fiber.New(fiber.Config{
+		AppName:               "badbatch",
+		BodyLimit:             o.BodyLimit,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		IdleTimeout:           o.IdleTimeout,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.errorHandler,
+		// Keep HEAD out of the way; 405 comes from fiber's method check.
+		DisableHeaderNormalizing: false,
+	})
+	s.routes()
+	return s, nil
+}
+
+// App returns the fiber application (for tests and for adding routes, such
+// as module endpoints, before Serve).
+func (s *Server) App() *fiber.App { return s.app }
+
+// SetLimits replaces the live limits (tokens, batch and read sizes, publish
+// timeout, default ack). It refuses a default ack this node cannot honour.
+func (s *Server) SetLimits(l Limits) error {
+	if l.MaxBatch < 1 || l.ReadLimit < 1 {
+		return fmt.Errorf("api: max batch (%d) and read limit (%d) must be at least 1", l.MaxBatch, l.ReadLimit)
+	}
+	if l.DefaultAck == "" {
+		l.DefaultAck = "memory"
+	}
+	if !s.ackSupported(l.DefaultAck) {
+		return fmt.Errorf("api: default ack %q is not available on this node (available: %v)", l.DefaultAck, s.opts.AckLevels)
+	}
+	l.PublishTokens = append([]string(nil), l.PublishTokens...)
+	l.AdminTokens = append([]string(nil), l.AdminTokens...)
+	s.limits.Store(&l)
+	return nil
+}
+
+func (s *Server) ackSupported(a string) bool {
+	for _, v := range s.opts.AckLevels {
+		if v == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Route is one registered endpoint, with its access scope.
+type Route struct {
+	Method, Path string
+	Scope        Scope
+}
+
+// Routes lists the API's endpoints (the OpenAPI document is tested against it).
+func Routes() []Route {
+	return []Route{
+		{"POST", "/api/v1/events", ScopePublish},
+		{"GET", "/api/v1/events", ScopeAdmin},
+		{"GET", "/api/v1/events/stream", ScopeAdmin},
+		{"GET", "/api/v1/status", ScopeAdmin},
+		{"GET", "/api/v1/node/info", ScopeOpen},
+		{"GET", "/api/v1/cluster/nodes", ScopeOpen},
+		{"GET", "/health", ScopeOpen},
+		{"GET", "/livez", ScopeOpen},
+		{"GET", "/readyz", ScopeOpen},
+		{"GET", "/metrics", ScopeOpen},
+		{"GET", "/openapi.json", ScopeOpen},
+	}
+}
+
+func (s *Server) routes() {
+	a := s.app
+	a.Use(s.observe)
+	a.Use(s.gate)
+	handlers := map[string]fiber.Handler{
+		"POST /api/v1/events":        s.publish,
+		"GET /api/v1/events":         s.readEvents,
+		"GET /api/v1/events/stream":  s.stream,
+		"GET /api/v1/status":         s.status,
+		"GET /api/v1/node/info":      s.jsonOf(func() any { return call(s.opts.NodeInfo) }),
+		"GET /api/v1/cluster/nodes":  s.jsonOf(func() any { return call(s.opts.ClusterNodes) }),
+		"GET /health":                s.live,
+		"GET /livez":                 s.live,
+		"GET /readyz":                s.ready,
+		"GET /metrics":               adaptor.HTTPHandler(s.opts.Metrics.Handler()),
+		"GET /openapi.json":          s.openapi,
+	}
+	for _, r := range Routes() {
+		h := handlers[r.Method+" "+r.Path]
+		a.Add(r.Method, r.Path, s.auth(r.Scope), h)
+	}
+	// Anything else: JSON 404 (405 when the path exists with another method
+	// is produced by fiber before this).
+	allowed := map[string][]string{}
+	for _, r := range Routes() {
+		allowed[r.Path] = append(allowed[r.Path], r.Method)
+	}
+	a.Use(func(c *fiber.Ctx) error {
+		if ms, ok := allowed[c.Path()]; ok {
+			allow := strings.Join(ms, ", ")
+			if slices.Contains(ms, "GET") {
+				allow += ", HEAD"
+			}
+			c.Set(fiber.HeaderAllow, allow)
+			return fiber.NewError(fiber.StatusMethodNotAllowed, "method "+c.Method()+" not allowed on "+c.Path()+"; allowed: "+allow)
+		}
+		return fiber.NewError(fiber.StatusNotFound, "no such endpoint: "+c.Method()+" "+c.Path())
+	})
+}
+
+func call(f func() any) any {
+	if f == nil {
+		return fiber.Map{}
+	}
+	return f()
+}
+
+func (s *Server) jsonOf(f func() any) fiber.Handler {
+	return func(c *fiber.Ctx) error { return c.JSON(f()) }
+}
+
+// observe records request latency by route.
+func (s *Server) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	err := c.Next()
+	code := c.Response().StatusCode()
+	if err != nil {
+		var fe *fiber.Error
+		if errors.As(err, &fe) {
+			code = fe.Code
+		} else {
+			code = fiber.StatusInternalServerError
+		}
+	}
+	route := "unmatched"
+	if r := c.Route(); r != nil && r.Path != "/" {
+		route = r.Path
+	}
+	s.opts.Metrics.HTTPDuration.WithLabelValues(c.Method(), route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// openPaths stay served while draining.
+var openPaths = map[string]bool{"/health": true, "/livez": true, "/readyz": true, "/metrics": true, "/openapi.json": true}
+
+// gate answers 503 to everything but probes and metrics once intake stopped.
+func (s *Server) gate(c *fiber.Ctx) error {
+	if s.closed.Load() && !openPaths[c.Path()] {
+		c.Set(fiber.HeaderRetryAfter, "5")
+		return fiber.NewError(fiber.StatusServiceUnavailable, "node is shutting down; not accepting requests")
+	}
+	return c.Next()
+}
+
+// errorHandler renders every error as {"error": "..."} (plus fields carried
+// by *Error).
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	code := fiber.StatusInternalServerError
+	body := fiber.Map{"error": err.Error()}
+	var ae *Error
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &ae):
+		code = ae.Status
+		for k, v := range ae.Fields {
+			body[k] = v
+		}
+		body["error"] = ae.Msg
+	case errors.As(err, &fe):
+		code = fe.Code
+		body["error"] = fe.Message
+		if code == fiber.StatusRequestEntityTooLarge {
+			body["error"] = fmt.Sprintf("request body too large: the limit (server.body_limit) is %d bytes", s.opts.BodyLimit)
+		}
+	default:
+		s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+	}
+	c.Status(code)
+	return c.JSON(body)
+}
+
+// Error is an API error with an HTTP status and extra JSON fields.
+type Error struct {
+	Status int
+	Msg    string
+	Fields map[string]any
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func apiErr(status int, msg string, kv ...any) *Error {
+	e := &Error{Status: status, Msg: msg}
+	if len(kv) > 0 {
+		e.Fields = map[string]any{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			e.Fields[kv[i].(string)] = kv[i+1]
+		}
+	}
+	return e
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.app.Listener(ln); err != nil {
+		return fmt.Errorf("api: serve: %w", err)
+	}
+	return nil
+}
+
+// StopIntake makes every new request but probes and metrics answer 503,
+// ends live tails, and waits (bounded by ctx) for in-flight publishes to
+// finish. It returns how the wait ended.
+func (s *Server) StopIntake(ctx context.Context) error {
+	s.closed.Store(true)
+	s.doneOne.Do(func() { close(s.done) })
+	locked := make(chan struct{})
+	go func() {
+		s.intake.Lock()
+		close(locked)
+	}()
+	select {
+	case <-locked:
+		// Keep it locked: publishers that got past the gate see closed.
+		s.intake.Unlock()
+		return nil
+	case <-ctx.Done():
+		// The goroutine gets the lock once the stragglers finish (they are
+		// bounded by the publish timeout) and then releases it.
+		go func() { <-locked; s.intake.Unlock() }()
+		return fmt.Errorf("api: in-flight publishes still running: %w", ctx.Err())
+	}
+}
+
+// Shutdown closes the listener and waits (bounded by ctx) for open
+// connections to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closed.Store(true)
+	s.doneOne.Do(func() { close(s.done) })
+	if err := s.app.ShutdownWithContext(ctx); err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) live(c *fiber.Ctx) error { return s.probe(c, s.opts.Live, "alive") }
+
+func (s *Server) ready(c *fiber.Ctx) error { return s.probe(c, s.opts.Ready, "ready") }
+
+func (s *Server) probe(c *fiber.Ctx, f func() []Check, okWord string) error {
+	var checks []Check
+	if f != nil {
+		checks = f()
+	}
+	ok := true
+	for _, ch := range checks {
+		ok = ok && ch.OK
+	}
+	status := okWord
+	if !ok {
+		status = "not " + okWord
+		c.Status(fiber.StatusServiceUnavailable)
+	}
+	if checks == nil {
+		checks = []Check{}
+	}
+	return c.JSON(fiber.Map{"status": status, "checks": checks})
+}
+
+func (s *Server) status(c *fiber.Ctx) error {
+	st := s.p.Status()
+	if s.opts.Status != nil {
+		return c.JSON(fiber.Map{"ring": st, "node": s.opts.Status()})
+	}
+	return c.JSON(fiber.Map{"ring": st})
+}

@@ -1,0 +1,429 @@
+// Package appliance assembles one BadBatch node: the state-directory lock,
+// the ring pipeline, the REST API, metrics, health, systemd notification and
+// the graceful shutdown order (readiness off → leave the cluster → stop
+// intake → drain the ring → stop processors → close HTTP).
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/badbatch/badbatch/appliance/api"
+	"github.com/badbatch/badbatch/appliance/buildinfo"
+	"github.com/badbatch/badbatch/appliance/metrics"
+	"github.com/badbatch/badbatch/appliance/pipeline"
+	"github.com/badbatch/badbatch/appliance/sdnotify"
+	"github.com/badbatch/badbatch/appliance/statedir"
+	"github.com/badbatch/badbatch/config"
+	"github.com/badbatch/badbatch/disruptor"
+)
+
+// Phase is the node's lifecycle state.
+type Phase int32
+
+const (
+	// PhaseStarting: built, not yet serving.
+	PhaseStarting Phase = iota
+	// PhaseRunning: ready for traffic.
+	PhaseRunning
+	// PhaseDraining: shutting down; readiness is off.
+	PhaseDraining
+	// PhaseStopped: Run returned.
+	PhaseStopped
+)
+
+func (p Phase) String() string {
+	return [...]string{"starting", "running", "draining", "stopped"}[p]
+}
+
+// Cluster is the seam for gossip membership (appliance/cluster). Without
+// one the node reports itself alone.
+type Cluster interface {
+	// Members is the JSON body of GET /api/v1/cluster/nodes.
+	Members() any
+	// GossipAddr is the host:port peers gossip with.
+	GossipAddr() string
+	// Leave leaves the cluster gracefully (first step of shutdown).
+	Leave(ctx context.Context) error
+}
+
+// Option customises New.
+type Option func(*options)
+
+type options struct {
+	listener net.Listener
+	stages   [][]pipeline.Stage
+	level    *slog.LevelVar
+	cluster  Cluster
+	acks     []string
+}
+
+// WithListener serves on ln instead of binding server.host:server.port
+// (tests pass a 127.0.0.1:0 listener).
+func WithListener(ln net.Listener) Option { return func(o *options) { o.listener = ln } }
+
+// WithStages adds consumer groups to the ring before the built-in tail
+// consumer, in order: the journal first, then WASM handler stages. This is
+// the seam the WASM host (wasmhost/) plugs into.
+func WithStages(groups ...[]pipeline.Stage) Option {
+	return func(o *options) { o.stages = append(o.stages, groups...) }
+}
+
+// WithLevelVar lets Reload change the log level of logger's handler.
+func WithLevelVar(lv *slog.LevelVar) Option { return func(o *options) { o.level = lv } }
+
+// WithCluster sets the cluster membership seam.
+func WithCluster(c Cluster) Option { return func(o *options) { o.cluster = c } }
+
+// WithAckLevels declares the ack levels the wired stages can honour beyond
+// "memory" (e.g. "durable" once a journal stage is added).
+func WithAckLevels(levels ...string) Option { return func(o *options) { o.acks = levels } }
+
+// Appliance is one running node.
+type Appliance struct {
+	cfgMu   sync.Mutex
+	cfg     config.Config
+	log     *slog.Logger
+	opts    options
+	build   buildinfo.Info
+	started time.Time
+
+	lock    *statedir.Lock
+	ln      net.Listener
+	pipe    *pipeline.Pipeline
+	metrics *metrics.Metrics
+	server  *api.Server
+	notify  *sdnotify.Notifier
+
+	phase   atomic.Int32
+	ready   chan struct{}
+	runOnce atomic.Bool
+}
+
+// New builds a node from cfg: it locks the state directory (failing at once
+// if another process holds it), builds the ring and the API and binds the
+// listener, so that configuration and port problems surface before Run.
+func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Appliance{cfg: cfg, log: logger, build: buildinfo.Read(), started: time.Now(), ready: make(chan struct{})}
+	for _, o := range opts {
+		o(&a.opts)
+	}
+	a.notify = sdnotify.New(logger)
+	defer func() {
+		if err != nil {
+			a.closeEarly()
+		}
+	}()
+
+	a.lock, err = statedir.Acquire(cfg.Node.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("appliance: %w", err)
+	}
+	logger.Info("state directory locked", "dir", a.lock.Dir(), "pid", os.Getpid())
+
+	a.metrics = metrics.New(metrics.Options{
+		Build:     a.build,
+		NodeID:    cfg.Node.ID,
+		Padding:   disruptor.CacheLinePad,
+		StartTime: a.started,
+		Status:    func() pipeline.Status { return a.pipe.Status() },
+		StateGauge: func() float64 {
+			if Phase(a.phase.Load()) == PhaseRunning {
+				return 1
+			}
+			return 0
+		},
+	})
+	a.pipe, err = pipeline.New(pipeline.Options{
+		BufferSize:        cfg.Ring.BufferSize,
+		WaitStrategy:      cfg.Ring.WaitStrategy,
+		MaxEventSize:      int(cfg.Ring.MaxEventSize),
+		PinCPUs:           cfg.Ring.PinCPUs,
+		IdempotencyWindow: cfg.API.IdempotencyWindow,
+		MaxProducers:      cfg.API.MaxProducers,
+		Stages:            a.opts.stages,
+		Latency:           a.metrics.PublishLatency,
+		Logger:            logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("appliance: %w", err)
+	}
+
+	acks := append([]string{"memory"}, a.opts.acks...)
+	a.server, err = api.New(api.Options{
+		Pipeline:     a.pipe,
+		Metrics:      a.metrics,
+		Logger:       logger,
+		BodyLimit:    int(cfg.Server.BodyLimit),
+		ReadTimeout:  cfg.Server.ReadTimeout.Duration,
+		WriteTimeout: cfg.Server.WriteTimeout.Duration,
+		IdleTimeout:  cfg.Server.IdleTimeout.Duration,
+		Limits:       a.limits(cfg, acks),
+		AckLevels:    acks,
+		NodeInfo:     a.nodeInfo,
+		ClusterNodes: a.clusterNodes,
+		Status:       a.nodeStatus,
+		Live:         a.liveChecks,
+		Ready:        a.readyChecks,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("appliance: %w", err)
+	}
+
+	a.ln = a.opts.listener
+	if a.ln == nil {
+		addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
+		a.ln, err = net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("appliance: listen on %s (server.host/server.port): %w", addr, err)
+		}
+	}
+	a.warnings(cfg, acks)
+	return a, nil
+}
+
+// closeEarly releases what New acquired when New fails.
+func (a *Appliance) closeEarly() {
+	if a.ln != nil && a.opts.listener == nil {
+		_ = a.ln.Close()
+	}
+	if a.lock != nil {
+		_ = a.lock.Release()
+	}
+}
+
+// limits derives the API's live limits from cfg. The configured default ack
+// falls back to memory when this build cannot honour it (logged by warnings).
+func (a *Appliance) limits(cfg config.Config, acks []string) api.Limits {
+	def := cfg.Journal.DefaultAck
+	ok := false
+	for _, v := range acks {
+		ok = ok || v == def
+	}
+	if !ok {
+		def = "memory"
+	}
+	return api.Limits{
+		PublishTokens:  cfg.API.PublishTokens,
+		AdminTokens:    cfg.API.AdminTokens,
+		MaxBatch:       cfg.API.MaxBatch,
+		ReadLimit:      cfg.API.ReadLimit,
+		PublishTimeout: cfg.Ring.PublishTimeout.Duration,
+		DefaultAck:     def,
+	}
+}
+
+func (a *Appliance) warnings(cfg config.Config, acks []string) {
+	if len(cfg.API.PublishTokens) == 0 && len(cfg.API.AdminTokens) == 0 {
+		a.log.Warn("API is open: no api.publish_tokens or api.admin_tokens configured; anyone who can reach the port may publish and read")
+	}
+	if a.limits(cfg, acks).DefaultAck != cfg.Journal.DefaultAck {
+		a.log.Warn("journal.default_ack is not available in this build; requests without ?ack= are acknowledged in memory", "configured", cfg.Journal.DefaultAck, "available", acks)
+	}
+	if cfg.Journal.Enabled && len(acks) == 1 {
+		a.log.Warn("journal is not wired into this build: accepted events live only in memory until consumed")
+	}
+	if fi, err := os.Stat(cfg.Modules.Dir); err == nil && fi.IsDir() && len(a.opts.stages) == 0 {
+		a.log.Info("modules directory present; no WASM host is wired into this build, handlers are not loaded", "dir", cfg.Modules.Dir)
+	}
+	if disruptor.CacheLinePad < cpuCacheLine() {
+		a.log.Warn("padding is smaller than the detected cache line", "padding", disruptor.CacheLinePad, "cache_line", cpuCacheLine())
+	}
+}
+
+// Addr is the address the API listens on.
+func (a *Appliance) Addr() net.Addr { return a.ln.Addr() }
+
+// Ready is closed once Run serves traffic.
+func (a *Appliance) Ready() <-chan struct{} { return a.ready }
+
+// Phase returns the lifecycle phase.
+func (a *Appliance) Phase() Phase { return Phase(a.phase.Load()) }
+
+// Pipeline returns the node's ring pipeline.
+func (a *Appliance) Pipeline() *pipeline.Pipeline { return a.pipe }
+
+// Server returns the node's HTTP server (to add routes before Run).
+func (a *Appliance) Server() *api.Server { return a.server }
+
+// Config returns the configuration in effect (after reloads).
+func (a *Appliance) Config() config.Config {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	return a.cfg
+}
+
+// Run serves until ctx ends, then shuts down in order, each step bounded by
+// server.shutdown_timeout overall and logged: readiness off → leave the
+// cluster → stop intake (new requests 503, in-flight publishes finish) →
+// drain the ring → stop processors → close HTTP → release the state dir.
+// It returns nil after a clean drain, an error if something was left.
+func (a *Appliance) Run(ctx context.Context) error {
+	if !a.runOnce.CompareAndSwap(false, true) {
+		return errors.New("appliance: Run called twice")
+	}
+	defer a.phase.Store(int32(PhaseStopped))
+	if err := a.pipe.Start(); err != nil {
+		a.closeEarly()
+		return fmt.Errorf("appliance: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- a.server.Serve(a.ln) }()
+
+	wdCtx, stopWD := context.WithCancel(context.Background())
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		a.notify.RunWatchdog(wdCtx, sdnotify.WatchdogInterval(), a.pipe.Progressing)
+	}()
+
+	a.phase.Store(int32(PhaseRunning))
+	close(a.ready)
+	cfg := a.Config()
+	a.log.Info("badbatch ready", "addr", a.ln.Addr().String(), "node_id", cfg.Node.ID, "version", a.build.Version,
+		"buffer_size", cfg.Ring.BufferSize, "wait_strategy", cfg.Ring.WaitStrategy, "data_dir", a.lock.Dir())
+	a.notify.Ready(fmt.Sprintf("serving on %s, ring %d slots (%s)", a.ln.Addr(), cfg.Ring.BufferSize, cfg.Ring.WaitStrategy))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutdown requested", "cause", context.Cause(ctx))
+	case err := <-serveErr:
+		runErr = err
+		a.log.Error("HTTP server stopped unexpectedly; shutting down", "err", err)
+	}
+	err := a.shutdown(cfg.Server.ShutdownTimeout.Duration)
+	stopWD()
+	<-wdDone
+	if runErr == nil {
+		select {
+		case runErr = <-serveErr:
+		default:
+		}
+	}
+	return errors.Join(runErr, err)
+}
+
+func (a *Appliance) shutdown(timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var errs []error
+	step := func(name string, f func(context.Context) error) {
+		t := time.Now()
+		err := f(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			a.log.Error("shutdown step failed", "step", name, "took", time.Since(t), "err", err)
+			return
+		}
+		a.log.Info("shutdown step done", "step", name, "took", time.Since(t))
+	}
+
+	a.phase.Store(int32(PhaseDraining))
+	a.notify.Stopping("draining")
+	a.log.Info("shutdown step done", "step", "readiness off", "timeout", timeout)
+	if a.opts.cluster != nil {
+		step("leave cluster", a.opts.cluster.Leave)
+	}
+	step("stop intake", a.server.StopIntake)
+	pending := a.pipe.Pending()
+	a.log.Info("draining ring", "pending_events", pending)
+	step("drain ring and stop processors", func(ctx context.Context) error {
+		if err := a.pipe.Shutdown(ctx); err != nil {
+			return fmt.Errorf("%w (%d events not processed)", err, a.pipe.Pending())
+		}
+		return nil
+	})
+	step("close HTTP server", a.server.Shutdown)
+	if a.opts.listener == nil {
+		_ = a.ln.Close()
+	}
+	step("release state directory", func(context.Context) error { return a.lock.Release() })
+	in, out, _, _ := a.pipe.Counters()
+	a.log.Info("shutdown complete", "took", time.Since(start), "events_in", in, "events_out", out, "clean", len(errs) == 0)
+	return errors.Join(errs...)
+}
+
+// Reload applies a new configuration: tokens, limits, publish timeout and
+// log level change at once; other changed keys are logged as needing a
+// restart. An invalid cfg leaves everything as it was and returns why.
+func (a *Appliance) Reload(cfg config.Config) error {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("appliance: reload: %w", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return fmt.Errorf("appliance: reload: log.level: %w", err)
+	}
+	acks := append([]string{"memory"}, a.opts.acks...)
+	if err := a.server.SetLimits(a.limits(cfg, acks)); err != nil {
+		return fmt.Errorf("appliance: reload: %w", err)
+	}
+	if a.opts.level != nil {
+		a.opts.level.Set(level)
+	}
+	changes := config.Diff(a.cfg, cfg)
+	applied := 0
+	for _, ch := range changes {
+		switch {
+		case ch.Live && liveHere(ch.Key):
+			applied++
+			a.log.Info("reload: applied", "key", ch.Key, "old", ch.Old, "new", ch.New)
+		case ch.Live:
+			a.log.Warn("reload: live setting not wired in this build; takes effect after restart", "key", ch.Key, "old", ch.Old, "new", ch.New)
+		default:
+			a.log.Warn("reload: change needs a restart", "key", ch.Key, "old", ch.Old, "new", ch.New)
+		}
+	}
+	// Keep restart-only settings as they are running; record the live ones.
+	next := a.cfg
+	next.API.PublishTokens, next.API.AdminTokens = cfg.API.PublishTokens, cfg.API.AdminTokens
+	next.API.MaxBatch, next.API.ReadLimit = cfg.API.MaxBatch, cfg.API.ReadLimit
+	next.Ring.PublishTimeout = cfg.Ring.PublishTimeout
+	next.Log.Level = cfg.Log.Level
+	a.cfg = next
+	a.log.Info("configuration reloaded", "changes", len(changes), "applied", applied)
+	return nil
+}
+
+func liveHere(key string) bool {
+	switch key {
+	case "api.publish_tokens", "api.admin_tokens", "api.max_batch", "api.read_limit", "ring.publish_timeout", "log.level":
+		return true
+	}
+	return false
+}
+
+// ReloadFrom runs a SIGHUP reload: it tells systemd RELOADING, loads the
+// new configuration with load, applies it (or keeps the old one, logging
+// why) and tells systemd READY again.
+func (a *Appliance) ReloadFrom(load func() (config.Config, error)) error {
+	a.notify.Reloading()
+	defer a.notify.Ready("configuration reloaded")
+	cfg, err := load()
+	if err == nil {
+		err = a.Reload(cfg)
+	}
+	if err != nil {
+		a.log.Error("reload failed; keeping the current configuration", "err", err)
+		return err
+	}
+	return nil
+}
