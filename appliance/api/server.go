@@ -168,17 +168,17 @@ func (s *Server) routes() {
 	a.Use(s.observe)
 	a.Use(s.gate)
 	handlers := map[string]fiber.Handler{
-		"POST /api/v1/events":        s.publish,
-		"GET /api/v1/events":         s.readEvents,
-		"GET /api/v1/events/stream":  s.stream,
-		"GET /api/v1/status":         s.status,
-		"GET /api/v1/node/info":      s.jsonOf(func() any { return call(s.opts.NodeInfo) }),
-		"GET /api/v1/cluster/nodes":  s.jsonOf(func() any { return call(s.opts.ClusterNodes) }),
-		"GET /health":                s.live,
-		"GET /livez":                 s.live,
-		"GET /readyz":                s.ready,
-		"GET /metrics":               adaptor.HTTPHandler(s.opts.Metrics.Handler()),
-		"GET /openapi.json":          s.openapi,
+		"POST /api/v1/events":       s.publish,
+		"GET /api/v1/events":        s.readEvents,
+		"GET /api/v1/events/stream": s.stream,
+		"GET /api/v1/status":        s.status,
+		"GET /api/v1/node/info":     s.jsonOf(func() any { return call(s.opts.NodeInfo) }),
+		"GET /api/v1/cluster/nodes": s.jsonOf(func() any { return call(s.opts.ClusterNodes) }),
+		"GET /health":               s.live,
+		"GET /livez":                s.live,
+		"GET /readyz":               s.ready,
+		"GET /metrics":              adaptor.HTTPHandler(s.opts.Metrics.Handler()),
+		"GET /openapi.json":         s.openapi,
 	}
 	for _, r := range Routes() {
 		h := handlers[r.Method+" "+r.Path]
