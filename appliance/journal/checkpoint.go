@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -54,6 +55,9 @@ func decodeCheckpoint(stage string, b []byte) (int64, error) {
 	}
 	if crc32.Checksum([]byte(stage+" "+s), castagnoli) != uint32(sum) {
 		return 0, errors.New("checksum mismatch")
+	}
+	if !bytes.Equal(encodeCheckpoint(stage, seq), b) {
+		return 0, errors.New("not in canonical form")
 	}
 	return seq, nil
 }
