@@ -237,10 +237,13 @@ func TestFileErrors(t *testing.T) {
 		{"segment smaller than event", "[ring]\nmax_event_size = \"1MiB\"\n[journal]\nsegment_size = \"512KiB\"\n", []wantErr{{4, "journal.segment_size", "segment size 512KiB is smaller than ring.max_event_size 1MiB"}}},
 		{"bad log level and format", "[log]\nlevel = \"verbose\"\nformat = \"xml\"\n", []wantErr{{2, "log.level", "not one of debug, info, warn, error"}, {3, "log.format", "not one of text, json"}}},
 		{"bad preset", "[cluster]\npreset = \"moon\"\n", []wantErr{{2, "cluster.preset", "not one of lan, wan, local"}}},
-		{"bad seeds", "[cluster]\nseeds = [\"10.0.0.1\", \"h:0\", \"[::1]:7946\", \"bad host:1\"]\n", []wantErr{
-			{2, "cluster.seeds", `seed "10.0.0.1" must be host:port`},
+		{"bad seeds", "[cluster]\nseeds = [\"10.0.0.1\", \"h:0\", \"[::1]:7946\", \"bad host:1\", \"http://a:1/\", \"ftp://x:1\", \"a:b:c\", \"node-2\", \"[::1]\", \"http://h\", \":7946\"]\n", []wantErr{
 			{2, "cluster.seeds", `port "0" is not in 1..65535`},
-			{2, "cluster.seeds", `seed "bad host:1"`}}},
+			{2, "cluster.seeds", `seed "bad host:1"`},
+			{2, "cluster.seeds", `seed "ftp://x:1"`},
+			{2, "cluster.seeds", `seed "a:b:c" must be host:port, host, or http://host:port`},
+			{2, "cluster.seeds", `seed ":7946" has no host`}}},
+		{"probe timeout not below interval", "[cluster]\nprobe_interval = \"1s\"\nprobe_timeout = \"2s\"\n", []wantErr{{3, "cluster.probe_timeout", "must be shorter than probe_interval 1s"}}},
 		{"bad keyring", "[cluster]\nkeyring = [\"not base64!\", \"c2hvcnQ=\", \"MDEyMzQ1Njc4OWFiY2RlZg==\", \"MDEyMzQ1Njc4OWFiY2RlZg==\"]\n", []wantErr{
 			{2, "cluster.keyring", "key 1 is not valid base64"},
 			{2, "cluster.keyring", "key 2 decodes to 5 bytes; AES keys are 16, 24 or 32 bytes"},
@@ -355,7 +358,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-p", "0"}, "-p/--port", "out of range 1..65535"},
 		{[]string{"--port", "65536"}, "-p/--port", "out of range"},
 		{[]string{"-w", "fast"}, "-w/--wait-strategy", `"fast" is not one of`},
-		{[]string{"-s", "nohostport"}, "-s/--seed-nodes", "must be host:port"},
+		{[]string{"-s", "no host:port"}, "-s/--seed-nodes", "not a valid IP address or host name"},
 		{[]string{"-n", "a b"}, "-n/--node-id", "must not contain spaces"},
 		{[]string{"--log-level", "loud"}, "--log-level", "not one of debug"},
 		{[]string{"--cluster=maybe"}, "-c/--cluster", "must be true or false"},
@@ -413,7 +416,7 @@ func TestEnvErrors(t *testing.T) {
 		{"BADBATCH_MODULES_DEBOUNCE=250", "BADBATCH_MODULES_DEBOUNCE", `write e.g. "250ms"`},
 		{"BADBATCH_SERVER_BODY_LIMIT=lots", "BADBATCH_SERVER_BODY_LIMIT", "invalid size"},
 		{"BADBATCH_JOURNAL_ENABLED=nah", "BADBATCH_JOURNAL_ENABLED", "must be true or false"},
-		{"BADBATCH_CLUSTER_SEEDS=a:1,b", "BADBATCH_CLUSTER_SEEDS", `seed "b" must be host:port`},
+		{"BADBATCH_CLUSTER_SEEDS=a:1,b:x", "BADBATCH_CLUSTER_SEEDS", `seed "b:x": port "x" is not in 1..65535`},
 		{"BADBATCH_SERVER_PROT=9000", "BADBATCH_SERVER_PROT", "unknown configuration variable (did you mean BADBATCH_SERVER_PORT?)"},
 	}
 	for _, tc := range tests {

@@ -169,7 +169,7 @@ func validate(c *Config, report func(keys []string, msg string)) {
 			"cluster.bind_port", "server.port")
 	}
 	for _, s := range c.Cluster.Seeds {
-		if err := checkHostPort(s); err != nil {
+		if err := checkSeed(s); err != nil {
 			bad(err.Error(), "cluster.seeds")
 		}
 	}
@@ -186,6 +186,10 @@ func validate(c *Config, report func(keys []string, msg string)) {
 		{"cluster.dead_node_reclaim_time", c.Cluster.DeadNodeReclaimTime},
 	} {
 		nonNegDur(d.key, d.v)
+	}
+	if c.Cluster.ProbeInterval.Duration > 0 && c.Cluster.ProbeTimeout.Duration >= c.Cluster.ProbeInterval.Duration {
+		bad(fmt.Sprintf("probe timeout %s must be shorter than probe_interval %s", c.Cluster.ProbeTimeout, c.Cluster.ProbeInterval),
+			"cluster.probe_timeout", "cluster.probe_interval")
 	}
 	if c.Cluster.SuspicionMult < 0 {
 		bad("must not be negative (0 = the preset's value)", "cluster.suspicion_mult")
@@ -237,11 +241,27 @@ func checkHost(h string) error {
 	return nil
 }
 
-// checkHostPort accepts "host:port" (IPv6 as "[::1]:7946").
-func checkHostPort(s string) error {
-	h, p, err := net.SplitHostPort(s)
+// checkSeed accepts the seed forms the cluster layer resolves: "host:port"
+// (a gossip address, or another appliance's HTTP API address), a bare
+// "host" (gossip on the default port), or "http(s)://host[:port]" (the API
+// address only). IPv6 hosts are bracketed: "[::1]:7946".
+func checkSeed(s string) error {
+	hp := s
+	for _, p := range []string{"http://", "https://"} {
+		if strings.HasPrefix(s, p) {
+			hp = strings.TrimSuffix(strings.TrimPrefix(s, p), "/")
+		}
+	}
+	h, p, err := net.SplitHostPort(hp)
 	if err != nil {
-		return fmt.Errorf("seed %q must be host:port (e.g. 10.0.0.2:7946)", s)
+		bracketedIPv6 := strings.HasPrefix(hp, "[") && strings.HasSuffix(hp, "]") && net.ParseIP(hp[1:len(hp)-1]) != nil
+		if !strings.Contains(hp, ":") || bracketedIPv6 { // a bare host: default gossip (or HTTP) port
+			if err := checkHost(strings.Trim(hp, "[]")); err != nil {
+				return fmt.Errorf("seed %q: %w", s, err)
+			}
+			return nil
+		}
+		return fmt.Errorf("seed %q must be host:port, host, or http://host:port (e.g. 10.0.0.2:7946)", s)
 	}
 	if h == "" {
 		return fmt.Errorf("seed %q has no host", s)
