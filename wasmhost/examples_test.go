@@ -1,0 +1,188 @@
+package wasmhost
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	interpHostOnce sync.Once
+	interpHost     *Host
+)
+
+// loadExample loads a Go example module from ../modules with its committed
+// manifest, overridden by extra TOML lines. Functional tests of Go guests
+// use wazero's interpreter: compiling a 3 MB Go guest with the race
+// detector on takes ~20 s, interpreting it takes ~2 s. TestGoGuestCompiled
+// and the benchmarks run a Go guest compiled.
+func loadExample(t *testing.T, name, manifest string) *Module {
+	t.Helper()
+	interpHostOnce.Do(func() {
+		var err error
+		interpHost, err = NewHost(HostConfig{Interpreter: true,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+		if err != nil {
+			panic(err)
+		}
+	})
+	man, err := ParseManifest([]byte(manifest), name+".toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := interpHost.Load(context.Background(), man, mustRead(t, "../modules/"+name+".wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background(), nil) })
+	return m
+}
+
+func TestCommittedManifestsParse(t *testing.T) {
+	for _, name := range []string{"passthrough", "filter", "router", "aggregator", "wat-counter"} {
+		if _, err := LoadManifest("../modules/" + name + ".toml"); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestExampleFilter(t *testing.T) {
+	m := loadExample(t, "filter", `name = "filter"
+[config]
+field = "level"
+drop = ["debug", "trace"]`)
+	var c collector
+	evs := events(`{"level":"info","msg":"a"}`, `{"level":"debug"}`, `{"msg":"x","level" : "trace"}`,
+		`not json`, `{"nested":{"level":"debug"},"level":"warn"}`)
+	if err := m.Process(context.Background(), evs, c.emit); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, o := range c.out {
+		if o.Kind != OutputForward {
+			t.Errorf("unexpected %+v", o)
+		}
+		got = append(got, o.Input)
+	}
+	if len(got) != 3 || got[0] != 0 || got[1] != 3 || got[2] != 4 {
+		t.Errorf("forwarded %v, want [0 3 4]", got)
+	}
+	if st := m.Stats(); st.Dropped != 2 {
+		t.Errorf("dropped %d", st.Dropped)
+	}
+}
+
+func TestExampleFilterRejectsBadConfig(t *testing.T) {
+	man, _ := ParseManifest([]byte(`name = "filter"`), "filter.toml")
+	loadExample(t, "passthrough", `name = "passthrough"`) // make sure interpHost exists
+	_, err := interpHost.Load(context.Background(), man, mustRead(t, "../modules/filter.wasm"))
+	if err == nil {
+		t.Fatal("filter without config loaded")
+	}
+	t.Log(err)
+}
+
+func TestExampleRouter(t *testing.T) {
+	m := loadExample(t, "router", `name = "router"
+routes = ["alerts", "archive"]
+[config]
+field = "level"
+enrich = true
+[config.routes]
+error = "alerts"
+audit = "archive"`)
+	var c collector
+	evs := events(`{"level":"error","m":1}`, `{"level":"info"}`, `{"level":"audit"}`, `{"nolevel":1}`)
+	if err := m.Process(context.Background(), evs, c.emit); err != nil {
+		t.Fatal(err)
+	}
+	type o struct {
+		kind  OutputKind
+		route string
+		input int
+	}
+	want := []o{{OutputForward, "alerts", 0}, {OutputEmit, "", 0}, {OutputForward, "", 1},
+		{OutputForward, "archive", 2}, {OutputEmit, "", 2}, {OutputDeadLetter, "", 3}}
+	if len(c.out) != len(want) {
+		t.Fatalf("outputs %+v", c.out)
+	}
+	for i, w := range want {
+		g := c.out[i]
+		if g.Kind != w.kind || g.Route != w.route || g.Input != w.input {
+			t.Errorf("output %d = %v %q %d, want %+v", i, g.Kind, g.Route, g.Input, w)
+		}
+	}
+	var enriched struct {
+		RoutedBy string          `json:"routed_by"`
+		Route    string          `json:"route"`
+		Event    json.RawMessage `json:"event"`
+	}
+	if err := json.Unmarshal(c.out[1].Data, &enriched); err != nil || enriched.Route != "alerts" ||
+		string(enriched.Event) != `{"level":"error","m":1}` || string(c.out[1].Key) != "error" {
+		t.Errorf("enriched %s key %q: %v", c.out[1].Data, c.out[1].Key, err)
+	}
+	if c.out[5].Err == nil {
+		t.Error("no reason on dead letter")
+	}
+}
+
+func TestExampleAggregatorTimerAndFlush(t *testing.T) {
+	m := loadExample(t, "aggregator", `name = "aggregator"
+timer_interval = "20ms"
+[config]
+field = "value"`)
+	evs := events(`{"value":1}`, `{"value":3}`, `{"value":10}`)
+	evs[0].Key, evs[1].Key, evs[2].Key = []byte("a"), []byte("a"), []byte("b")
+	var c collector
+	if err := m.Process(context.Background(), evs, c.emit); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.out) != 0 {
+		t.Fatalf("aggregator emitted before its timer: %+v", c.out)
+	}
+	time.Sleep(30 * time.Millisecond)
+	m.Tick(context.Background(), c.emit)
+	if len(c.out) != 2 {
+		t.Fatalf("timer outputs %+v", c.out)
+	}
+	if string(c.out[0].Key) != "a" || string(c.out[0].Data) != `{"key":"a","count":2,"sum":4,"avg":2}` || c.out[0].Input != -1 {
+		t.Errorf("window a: key %q %s", c.out[0].Key, c.out[0].Data)
+	}
+	c = collector{}
+	if err := m.Process(context.Background(), evs[2:], c.emit); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(context.Background(), c.emit); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.out) != 1 || string(c.out[0].Data) != `{"key":"b","count":1,"sum":10,"avg":10}` {
+		t.Errorf("flush outputs %+v", c.out)
+	}
+}
+
+// TestGoGuestCompiled runs a Go guest with the compiler, as in production.
+func TestGoGuestCompiled(t *testing.T) {
+	m := loadModule(t, "../modules/passthrough.wasm", `name = "passthrough"`)
+	evs := make([]Event, 300)
+	for i := range evs {
+		evs[i] = Event{Seq: uint64(i), Data: []byte(`{"i":1}`)}
+	}
+	n := 0
+	if err := m.Process(context.Background(), evs, func(o Output) {
+		if o.Kind == OutputForward && o.Input == n {
+			n++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 300 {
+		t.Errorf("%d forwards in order, want 300", n)
+	}
+	if st := m.Stats(); st.Calls != 2 {
+		t.Errorf("%d calls for 300 events with max_batch_events 256", st.Calls)
+	}
+}
