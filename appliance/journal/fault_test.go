@@ -193,3 +193,36 @@ func TestCheckpointFault(t *testing.T) {
 		t.Fatalf("checkpoint after reopen %d", j.Checkpoint("s"))
 	}
 }
+
+// While the disk fails, Append stops buffering at MaxBuffered instead of
+// growing without bound, and resumes once a Commit succeeds.
+func TestBufferBoundUnderFault(t *testing.T) {
+	dir := t.TempDir()
+	fl := &faults{}
+	j := openT(t, Options{Dir: dir, Opener: fl.open, MaxRecordSize: 1024, MaxBuffered: 4096, RetryInterval: time.Hour})
+	defer j.Close()
+	fl.set(func(f *faults) { f.writeErr = errInjected })
+	seq := int64(0)
+	var err error
+	for ; seq < 1000; seq++ {
+		if err = j.Append(rec(seq, 100)); err != nil {
+			break
+		}
+		j.Commit()
+	}
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, errInjected) || seq == 0 || seq > 4096/100 {
+		t.Fatalf("after %d appends: %v", seq, err)
+	}
+	fl.set(clearFaults)
+	if err := j.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, j, rec(seq, 100))
+	if err := j.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkDisk(t, dir, seq)
+}

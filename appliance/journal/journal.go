@@ -170,6 +170,11 @@ func (j *Journal) closeFiles() {
 // reusable buffer (no allocation once the buffer has grown to a batch's
 // size) and does no I/O. rec.Sequence must be greater than every sequence
 // appended before (and than LastSequence after Open).
+//
+// Append fails with ErrUnavailable when Options.MaxBuffered bytes are
+// waiting to become durable (a long I/O failure); the record is then not
+// buffered, and the caller should retry Commit until it succeeds and then
+// append the record again.
 func (j *Journal) Append(rec Record) error {
 	j.amu.Lock()
 	defer j.amu.Unlock()
@@ -182,8 +187,12 @@ func (j *Journal) Append(rec Record) error {
 	if len(rec.Producer) > maxProducerLen {
 		return fmt.Errorf("%w: producer id of %d bytes (max %d)", ErrTooLarge, len(rec.Producer), maxProducerLen)
 	}
-	if body := frameSize(&rec) - frameHeaderSize; body > j.opts.MaxRecordSize {
+	size := frameSize(&rec)
+	if body := size - frameHeaderSize; body > j.opts.MaxRecordSize {
 		return fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, body, j.opts.MaxRecordSize)
+	}
+	if len(j.buf)+size > j.opts.MaxBuffered {
+		return j.bufferFull()
 	}
 	if rec.Timestamp == 0 {
 		rec.Timestamp = j.opts.Now().UnixNano()
@@ -205,6 +214,15 @@ func (j *Journal) Append(rec Record) error {
 	j.lastSeq.Store(rec.Sequence)
 	j.st.records.Add(1)
 	return nil
+}
+
+// bufferFull reports why Append cannot buffer more. amu must be held.
+func (j *Journal) bufferFull() error {
+	cause := j.Err()
+	if cause == nil {
+		cause = errors.New("commit more often")
+	}
+	return fmt.Errorf("%w: %d bytes buffered and not durable (max %d): %w", ErrUnavailable, len(j.buf), j.opts.MaxBuffered, cause)
 }
 
 // Commit writes every record appended since the last successful Commit

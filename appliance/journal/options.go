@@ -41,6 +41,7 @@ const (
 	DefaultIndexInterval          = 4 << 10
 	DefaultRetentionCheckInterval = time.Minute
 	DefaultRetryInterval          = 100 * time.Millisecond
+	DefaultMaxBuffered            = 64 << 20
 	minSegmentSize                = 1 << 10
 )
 
@@ -76,6 +77,12 @@ type Options struct {
 	IndexInterval int64
 	// MaxRecordSize bounds one record's encoded body; zero means 16 MiB.
 	MaxRecordSize int
+	// MaxBuffered bounds the bytes Append may hold that are not yet
+	// durable (normally one batch; more while writes or fsyncs fail).
+	// Beyond it Append fails with ErrUnavailable until a Commit succeeds,
+	// which pushes back on the ring instead of growing without bound. Zero
+	// means 64 MiB; it is raised to at least 2*MaxRecordSize.
+	MaxBuffered int
 	// RepairCorrupt makes Open truncate a sealed (non-final) segment at a
 	// corrupt record instead of failing. Records after the damage in that
 	// segment are lost; later segments are kept. A torn or corrupt tail of
@@ -141,6 +148,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxRecordSize < bodyFixedSize || o.MaxRecordSize > 1<<30 {
 		errs = append(errs, fmt.Errorf("max record size %d out of range [%d, 1GiB]", o.MaxRecordSize, bodyFixedSize))
 	}
+	if o.MaxBuffered == 0 {
+		o.MaxBuffered = DefaultMaxBuffered
+	}
+	if o.MaxBuffered < 0 {
+		errs = append(errs, fmt.Errorf("max buffered %d is negative", o.MaxBuffered))
+	}
+	o.MaxBuffered = max(o.MaxBuffered, 2*o.MaxRecordSize)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -125,7 +125,6 @@ func (j *Journal) iterate(from, to int64, limit int, clamp bool, fn func(Record)
 	return nil
 }
 
-
 func (j *Journal) readSegment(p readPlan, from, to int64, limit int, n *int, fn func(Record) error) (done bool, err error) {
 	f, err := j.open(p.path, os.O_RDONLY, 0)
 	if err != nil {
