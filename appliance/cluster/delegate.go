@@ -70,6 +70,7 @@ func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 
 func (d *delegate) NotifyJoin(node *memberlist.Node)   { d.n.observe(node, StateAlive) }
 func (d *delegate) NotifyUpdate(node *memberlist.Node) { d.n.observe(node, StateAlive) }
+
 // NotifyLeave reports a dead or left member. memberlist does not say which
 // (the Node's State field is not maintained for events), so a member is
 // "left" when it announced its leave (see Node.Leave) or a push/pull peer
