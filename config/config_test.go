@@ -369,6 +369,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-b"}, "-b/--buffer-size", "needs a value"},
 		{[]string{"--port"}, "-p/--port", "needs a value"},
 		{[]string{"--check-config=perhaps"}, "--check-config", "invalid value"},
+		{[]string{"--config", ""}, "--config", "needs a file name"},
 		{[]string{"serve"}, "", `unexpected argument "serve"`},
 		{[]string{"-c", "false"}, "", `unexpected argument "false"`},
 	}

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -78,6 +80,64 @@ func FuzzLoad(f *testing.F) {
 		}
 		if !reflect.DeepEqual(l.Config, l2.Config) {
 			t.Fatalf("round trip changed: %v", Diff(l.Config, l2.Config))
+		}
+	})
+}
+
+// FuzzCommandLine feeds arbitrary flags (split on NUL) and one environment
+// variable's value. Load must never panic, and every error must say which
+// flag or variable (or, for a stray argument, that it is a usage error).
+func FuzzCommandLine(f *testing.F) {
+	for _, s := range []struct{ args, env string }{
+		{"-p\x009000", "9000"},
+		{"-b\x001000", "1000"},
+		{"--buffer-size=64\x00-c\x00-s\x00a:1,b:2", "a,b"},
+		{"-w\x00fast\x00-n\x00x y", ""},
+		{"--bogus\x00-x\x00--", "250"},
+		{"-cV\x00--check-config=false", "16MiB"},
+		{"--config\x00\x00-h", "true"},
+		{"--log-level\x00loud\x00stray", "-1s"},
+	} {
+		f.Add(s.args, s.env)
+	}
+	f.Fuzz(func(t *testing.T, argStr, envVal string) {
+		var args []string
+		if argStr != "" {
+			args = strings.Split(argStr, "\x00")
+		}
+		for i, a := range args { // keep --config away from real files
+			if a == "--config" || strings.HasPrefix(a, "--config=") {
+				args[i] = "--check-config"
+			}
+		}
+		env := []string{
+			"BADBATCH_SERVER_PORT=" + envVal, "BADBATCH_CLUSTER_SEEDS=" + envVal,
+			"BADBATCH_SERVER_BODY_LIMIT=" + envVal, "BADBATCH_MODULES_DEBOUNCE=" + envVal,
+			"BADBATCH_RING_PIN_CPUS=" + envVal, "BADBATCH_LOG_LEVEL=" + envVal,
+		}
+		l, err := load(args, env, testHost)
+		if l == nil || l.Usage == "" {
+			t.Fatal("no Loaded or Usage")
+		}
+		if err == nil {
+			if !l.ShowHelp && !l.ShowVersion {
+				if verr := l.Config.Validate(); verr != nil {
+					t.Fatalf("loaded config does not validate: %v", verr)
+				}
+			}
+			return
+		}
+		es := Errors(err)
+		if len(es) == 0 {
+			t.Fatalf("error is not a *config.Error: %v", err)
+		}
+		for _, e := range es {
+			if e.Msg == "" || (e.Flag == "" && e.Env == "" && !errors.Is(e, ErrUsage)) {
+				t.Fatalf("error without a flag or variable: %#v (%v)", e, e)
+			}
+			if e.Flag != "" && !errors.Is(e, ErrUsage) {
+				t.Fatalf("flag error is not a usage error: %v", e)
+			}
 		}
 	})
 }

@@ -67,6 +67,8 @@ func load(args, environ []string, host func() (string, error)) (*Loaded, error) 
 	l.File = cl.file
 	if !fs.Changed("config") {
 		l.File = lookupEnv(environ, EnvConfigFile)
+	} else if strings.TrimSpace(cl.file) == "" {
+		return l, &Error{Flag: "--config", Msg: "needs a file name"}
 	}
 	cfg, err := l.resolve(fs, cl)
 	l.Config = cfg
