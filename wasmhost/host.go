@@ -107,7 +107,6 @@ func (h *Host) load(ctx context.Context, man *Manifest, wasm []byte) (_ *Module,
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, errors.New("not a WebAssembly binary (bad magic)")
 	}
-	sum := sha256.Sum256(wasm)
 	rcfg := wazero.NewRuntimeConfig()
 	if h.interpreter {
 		rcfg = wazero.NewRuntimeConfigInterpreter()
@@ -130,7 +129,7 @@ func (h *Host) load(ctx context.Context, man *Manifest, wasm []byte) (_ *Module,
 	m := &Module{
 		host:     h,
 		man:      man,
-		sum:      hex.EncodeToString(sum[:]),
+		sum:      sha256hex(wasm),
 		state:    h.state(man.Name),
 		rt:       rt,
 		compiled: compiled,
@@ -251,4 +250,9 @@ func sameTypes(a, b []api.ValueType) bool {
 		}
 	}
 	return true
+}
+
+func sha256hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

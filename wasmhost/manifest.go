@@ -92,6 +92,9 @@ func DefaultManifest(name string) *Manifest {
 	}
 }
 
+// tomlLineRE matches BurntSushi/toml's decoding errors.
+var tomlLineRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // ValidName reports whether s is a valid module or route name.
@@ -131,6 +134,9 @@ func ParseManifest(data []byte, file string) (*Manifest, error) {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			return nil, fmt.Errorf("%s:%d: %s", file, pe.Position.Line, pe.Message)
+		}
+		if sm := tomlLineRE.FindStringSubmatch(err.Error()); sm != nil {
+			return nil, fmt.Errorf("%s:%s: %s: %s", file, sm[1], sm[2], sm[3])
 		}
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}

@@ -87,14 +87,15 @@ func (k OutputKind) String() string {
 // they are kept. Forward and dead-letter outputs carry the input's Key and
 // Data.
 type Output struct {
-	Kind   OutputKind
-	Module string
-	Route  string // "" = the module's default output
-	Input  int    // index of the input in the batch; -1 for timer/flush emits
-	Event  *Event // the input event; nil for timer/flush emits
-	Key    []byte
-	Data   []byte
-	Err    error // dead-letter only
+	Kind    OutputKind
+	Module  string
+	Version string // the module version that produced it
+	Route   string // "" = the module's default output
+	Input   int    // index of the input in the batch; -1 for timer/flush emits
+	Event   *Event // the input event; nil for timer/flush emits
+	Key     []byte
+	Data    []byte
+	Err     error // dead-letter only
 }
 
 // Module is one loaded version of a handler module: compiled code, a pool
@@ -521,10 +522,10 @@ func (m *Module) deliver(batch []Event, lo, hi int, recs []outRec, emit func(Out
 				key = r.key
 			}
 			m.emitted.Add(1)
-			emit(Output{Kind: OutputEmit, Module: m.man.Name, Route: m.route(r.route), Input: idx, Event: ev, Key: key, Data: r.data})
+			emit(Output{Kind: OutputEmit, Module: m.man.Name, Version: m.man.Version, Route: m.route(r.route), Input: idx, Event: ev, Key: key, Data: r.data})
 		case kindForward:
 			m.forwarded.Add(1)
-			emit(Output{Kind: OutputForward, Module: m.man.Name, Route: m.route(r.route), Input: idx, Event: ev, Key: ev.Key, Data: ev.Data})
+			emit(Output{Kind: OutputForward, Module: m.man.Name, Version: m.man.Version, Route: m.route(r.route), Input: idx, Event: ev, Key: ev.Key, Data: ev.Data})
 		case kindDrop:
 			m.dropped.Add(1)
 		case kindError:
@@ -554,7 +555,7 @@ func (m *Module) fail(batch []Event, idx int, reason error, emit func(Output)) e
 		return err
 	default:
 		m.deadLettered.Add(1)
-		emit(Output{Kind: OutputDeadLetter, Module: m.man.Name, Input: idx, Event: ev, Key: ev.Key, Data: ev.Data, Err: reason})
+		emit(Output{Kind: OutputDeadLetter, Module: m.man.Name, Version: m.man.Version, Input: idx, Event: ev, Key: ev.Key, Data: ev.Data, Err: reason})
 	}
 	return nil
 }
@@ -648,7 +649,7 @@ func (m *Module) callNoInput(ctx context.Context, s *slot, fn api.Function, args
 			key = r.key
 		}
 		m.emitted.Add(1)
-		emit(Output{Kind: OutputEmit, Module: m.man.Name, Route: m.route(r.route), Input: -1, Key: key, Data: r.data})
+		emit(Output{Kind: OutputEmit, Module: m.man.Name, Version: m.man.Version, Route: m.route(r.route), Input: -1, Key: key, Data: r.data})
 	}
 }
 

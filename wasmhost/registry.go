@@ -1,0 +1,447 @@
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Stage is the stable handle of a module name: the daemon wires it into the
+// pipeline once, and hot reloads swap the Module behind it at a batch
+// boundary. Every batch is processed entirely by one version.
+type Stage struct {
+	name string
+	mu   sync.RWMutex // held for reading during a batch, for writing by a swap
+	cur  *Module
+}
+
+// Name is the module name.
+func (s *Stage) Name() string { return s.name }
+
+// Process runs the current version of the module over batch; see
+// Module.Process. It returns ErrClosed once the stage was removed.
+func (s *Stage) Process(ctx context.Context, batch []Event, emit func(Output)) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.cur == nil {
+		return ErrClosed
+	}
+	return s.cur.Process(ctx, batch, emit)
+}
+
+// Module returns the current version (nil after removal).
+func (s *Stage) Module() *Module {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cur
+}
+
+// Stats returns the current version's stats.
+func (s *Stage) Stats() Stats {
+	if m := s.Module(); m != nil {
+		return m.Stats()
+	}
+	return Stats{Name: s.name, State: "closed"}
+}
+
+// Tick runs the current version's due timers; see Module.Tick.
+func (s *Stage) Tick(ctx context.Context, emit func(Output)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.cur != nil {
+		s.cur.Tick(ctx, emit)
+	}
+}
+
+// swap installs m (nil removes) after the running batch, returning the old version.
+func (s *Stage) swap(m *Module) *Module {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cur
+	s.cur = m
+	return old
+}
+
+// ChangeKind says what happened to a module in the registry.
+type ChangeKind string
+
+// Change kinds.
+const (
+	ChangeAdded    ChangeKind = "added"
+	ChangeReplaced ChangeKind = "replaced"
+	ChangeRemoved  ChangeKind = "removed"
+	ChangeFailed   ChangeKind = "failed" // a new version was rejected; the old one (if any) keeps running
+)
+
+// Change reports a registry event.
+type Change struct {
+	Module  string
+	Kind    ChangeKind
+	Version string
+	SHA256  string
+	Err     error // ChangeFailed only
+}
+
+// RegistryConfig configures a Registry.
+type RegistryConfig struct {
+	// Dir is the modules directory (NAME.toml + NAME.wasm pairs).
+	Dir string
+	// Host compiles and runs the modules.
+	Host *Host
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// Debounce is how long the directory must be quiet before changed
+	// modules are reloaded (default 200ms).
+	Debounce time.Duration
+	// TickEvery is how often Run calls the stages' timers (default 100ms).
+	TickEvery time.Duration
+	// Sink receives outputs made outside Process: timer emits (from Run)
+	// and flush emits when a version is retired. May be nil.
+	Sink func(Output)
+	// OnChange is called after each add, replace, removal or rejected load.
+	// It must not call back into the Registry synchronously. May be nil.
+	OnChange func(Change)
+}
+
+// ModuleStatus is a module's stats plus the registry's view of its files.
+type ModuleStatus struct {
+	Stats
+	Loaded      bool      `json:"loaded"`
+	LoadError   string    `json:"load_error,omitempty"` // why the newest files were rejected
+	LoadErrorAt time.Time `json:"load_error_at,omitzero"`
+}
+
+// Registry keeps the modules of a directory loaded and hot-reloads them.
+type Registry struct {
+	cfg RegistryConfig
+	log *slog.Logger
+
+	reloadMu sync.Mutex // serialises loads and swaps
+	mu       sync.Mutex
+	stages   map[string]*Stage
+	loadErr  map[string]loadError
+	closed   bool
+}
+
+type loadError struct {
+	msg string
+	at  time.Time
+}
+
+// NewRegistry returns a Registry for cfg.Dir; call LoadAll, then Run.
+func NewRegistry(cfg RegistryConfig) (*Registry, error) {
+	if cfg.Host == nil {
+		return nil, errors.New("wasmhost: registry needs a Host")
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("wasmhost: registry needs a modules directory")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 200 * time.Millisecond
+	}
+	if cfg.TickEvery <= 0 {
+		cfg.TickEvery = 100 * time.Millisecond
+	}
+	if cfg.Sink == nil {
+		cfg.Sink = func(Output) {}
+	}
+	if cfg.OnChange == nil {
+		cfg.OnChange = func(Change) {}
+	}
+	return &Registry{cfg: cfg, log: cfg.Logger, stages: map[string]*Stage{}, loadErr: map[string]loadError{}}, nil
+}
+
+// LoadAll loads every module of the directory. Modules that fail are
+// reported in the returned error (and in Status); the others are loaded.
+func (r *Registry) LoadAll(ctx context.Context) error {
+	names, err := r.manifestNames()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		if err := r.Reload(ctx, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Registry) manifestNames() ([]string, error) {
+	ents, err := os.ReadDir(r.cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("modules directory: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".toml"); ok && !e.IsDir() && !strings.HasPrefix(n, ".") {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// Reload (re)loads module name from its files: a new or changed version is
+// compiled and validated with a canary instance, then swapped in at a batch
+// boundary; if it fails, the running version stays and the error is
+// returned and kept in Status. If the manifest is gone, the module is
+// removed. Unchanged files are a no-op.
+func (r *Registry) Reload(ctx context.Context, name string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("invalid module name %q", name)
+	}
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	st := r.stages[name]
+	r.mu.Unlock()
+
+	path := filepath.Join(r.cfg.Dir, name+".toml")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if st != nil {
+			r.remove(ctx, name, st)
+		}
+		r.mu.Lock()
+		delete(r.loadErr, name)
+		r.mu.Unlock()
+		return nil
+	}
+	m, err := r.load(ctx, path, st)
+	if err != nil {
+		r.mu.Lock()
+		r.loadErr[name] = loadError{msg: err.Error(), at: time.Now()}
+		r.mu.Unlock()
+		if st != nil {
+			r.log.Error("new module version rejected; the running version stays", "module", name, "err", err)
+		} else {
+			r.log.Error("module not loaded", "module", name, "err", err)
+		}
+		r.cfg.OnChange(Change{Module: name, Kind: ChangeFailed, Err: err})
+		return err
+	}
+	r.mu.Lock()
+	delete(r.loadErr, name)
+	r.mu.Unlock()
+	if m == nil { // unchanged
+		return nil
+	}
+	kind := ChangeAdded
+	if st == nil {
+		st = &Stage{name: name, cur: m}
+		r.mu.Lock()
+		r.stages[name] = st
+		r.mu.Unlock()
+	} else {
+		kind = ChangeReplaced
+		old := st.swap(m)
+		if err := old.Close(ctx, r.cfg.Sink); err != nil {
+			r.log.Warn("closing the previous module version", "module", name, "err", err)
+		}
+	}
+	r.log.Info("module "+string(kind), "module", name, "version", m.man.Version, "sha256", m.sum[:12])
+	r.cfg.OnChange(Change{Module: name, Kind: kind, Version: m.man.Version, SHA256: m.sum})
+	return nil
+}
+
+// load loads path unless it is identical to st's current version (then it
+// returns nil, nil).
+func (r *Registry) load(ctx context.Context, path string, st *Stage) (*Module, error) {
+	man, err := LoadManifest(path)
+	if err != nil {
+		return nil, err
+	}
+	wasm, err := os.ReadFile(man.WasmPath())
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", man.Name, err)
+	}
+	if st != nil {
+		if cur := st.Module(); cur != nil && cur.sum == sha256hex(wasm) && reflect.DeepEqual(cur.man, man) {
+			return nil, nil
+		}
+	}
+	return r.cfg.Host.Load(ctx, man, wasm)
+}
+
+func (r *Registry) remove(ctx context.Context, name string, st *Stage) {
+	r.mu.Lock()
+	delete(r.stages, name)
+	r.mu.Unlock()
+	if old := st.swap(nil); old != nil {
+		if err := old.Close(ctx, r.cfg.Sink); err != nil {
+			r.log.Warn("closing removed module", "module", name, "err", err)
+		}
+	}
+	r.log.Info("module removed", "module", name)
+	r.cfg.OnChange(Change{Module: name, Kind: ChangeRemoved})
+}
+
+// Stage returns the stage of module name.
+func (r *Registry) Stage(name string) (*Stage, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.stages[name]
+	return s, ok
+}
+
+// Stages returns the loaded stages sorted by name.
+func (r *Registry) Stages() []*Stage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Stage, 0, len(r.stages))
+	for _, s := range r.stages {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *Stage) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+// Graph orders the loaded modules by their after lists (see Order).
+func (r *Registry) Graph() ([][]string, error) {
+	var mans []*Manifest
+	for _, s := range r.Stages() {
+		if m := s.Module(); m != nil {
+			mans = append(mans, m.man)
+		}
+	}
+	return Order(mans)
+}
+
+// Status returns every known module (loaded, or rejected) sorted by name.
+func (r *Registry) Status() []ModuleStatus {
+	var out []ModuleStatus
+	seen := map[string]bool{}
+	for _, s := range r.Stages() {
+		seen[s.name] = true
+		out = append(out, ModuleStatus{Stats: s.Stats(), Loaded: true})
+	}
+	r.mu.Lock()
+	for name, le := range r.loadErr {
+		if seen[name] {
+			for i := range out {
+				if out[i].Name == name {
+					out[i].LoadError, out[i].LoadErrorAt = le.msg, le.at
+				}
+			}
+			continue
+		}
+		out = append(out, ModuleStatus{Stats: Stats{Name: name, State: "failed"}, LoadError: le.msg, LoadErrorAt: le.at})
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b ModuleStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Run watches the directory and reloads changed modules (debounced) and
+// runs module timers, until ctx ends. Writers should replace files by
+// atomic rename.
+func (r *Registry) Run(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch modules: %w", err)
+	}
+	defer w.Close()
+	if err := w.Add(r.cfg.Dir); err != nil {
+		return fmt.Errorf("watch modules directory %s: %w", r.cfg.Dir, err)
+	}
+	pending := map[string]bool{}
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	tick := time.NewTicker(r.cfg.TickEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("modules watcher closed")
+			}
+			for _, n := range r.namesFor(filepath.Base(ev.Name)) {
+				pending[n] = true
+			}
+			if len(pending) > 0 {
+				debounce.Reset(r.cfg.Debounce)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("modules watcher closed")
+			}
+			r.log.Warn("modules watcher", "err", err)
+		case <-debounce.C:
+			names := make([]string, 0, len(pending))
+			for n := range pending {
+				names = append(names, n)
+			}
+			clear(pending)
+			slices.Sort(names)
+			for _, n := range names {
+				_ = r.Reload(ctx, n) // errors are logged, reported and kept in Status
+			}
+		case <-tick.C:
+			for _, s := range r.Stages() {
+				s.Tick(ctx, r.cfg.Sink)
+			}
+		}
+	}
+}
+
+// namesFor maps a changed file name to the modules it may affect.
+func (r *Registry) namesFor(file string) []string {
+	if strings.HasPrefix(file, ".") {
+		return nil
+	}
+	if n, ok := strings.CutSuffix(file, ".toml"); ok && ValidName(n) {
+		return []string{n}
+	}
+	if !strings.HasSuffix(file, ".wasm") {
+		return nil
+	}
+	var out []string
+	if n := strings.TrimSuffix(file, ".wasm"); ValidName(n) {
+		out = append(out, n)
+	}
+	for _, s := range r.Stages() {
+		if m := s.Module(); m != nil && m.man.Wasm == file && m.man.Name+".wasm" != file {
+			out = append(out, m.man.Name)
+		}
+	}
+	return out
+}
+
+// Close closes every module (flushing them to Sink). Run must have returned
+// or be about to (cancel its context first).
+func (r *Registry) Close(ctx context.Context) error {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	r.mu.Lock()
+	r.closed = true
+	stages := r.stages
+	r.stages = map[string]*Stage{}
+	r.mu.Unlock()
+	var errs []error
+	for _, s := range stages {
+		if old := s.swap(nil); old != nil {
+			errs = append(errs, old.Close(ctx, r.cfg.Sink))
+		}
+	}
+	return errors.Join(errs...)
+}

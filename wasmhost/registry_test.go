@@ -1,0 +1,244 @@
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// atomicWrite writes data to dir/name through a temporary file and rename,
+// as module writers must.
+func atomicWrite(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type changes struct {
+	mu sync.Mutex
+	c  []Change
+	ch chan Change
+}
+
+func newChanges() *changes { return &changes{ch: make(chan Change, 100)} }
+
+func (c *changes) on(ch Change) {
+	c.mu.Lock()
+	c.c = append(c.c, ch)
+	c.mu.Unlock()
+	c.ch <- ch
+}
+
+func (c *changes) wait(t *testing.T, module string, kind ChangeKind) Change {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ch := <-c.ch:
+			if ch.Module == module && ch.Kind == kind {
+				return ch
+			}
+		case <-deadline:
+			t.Fatalf("no %s change for %s", kind, module)
+		}
+	}
+}
+
+func startRegistry(t *testing.T, dir string, ch *changes) (*Registry, func()) {
+	t.Helper()
+	r, err := NewRegistry(RegistryConfig{Dir: dir, Host: testHost(t), Debounce: 50 * time.Millisecond,
+		OnChange: ch.on, Logger: testHost(t).logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r.LoadAll(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond) // let the watcher start
+	return r, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := r.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+const v1Manifest = "name = \"hot\"\nversion = \"1\"\nwasm = \"hot.wasm\"\n"
+const v2Manifest = "name = \"hot\"\nversion = \"2\"\ncapabilities = [\"metrics\"]\n"
+
+func TestRegistryLoadAllAndStatus(t *testing.T) {
+	dir := t.TempDir()
+	atomicWrite(t, dir, "hot.wasm", mustRead(t, hostileWasm))
+	atomicWrite(t, dir, "hot.toml", []byte(v1Manifest))
+	atomicWrite(t, dir, "evil.wasm", mustRead(t, "testdata/badimport.wasm"))
+	atomicWrite(t, dir, "evil.toml", []byte(`name = "evil"`))
+	atomicWrite(t, dir, "junk.wasm", []byte("not wasm at all"))
+	atomicWrite(t, dir, "junk.toml", []byte(`name = "junk"`))
+	atomicWrite(t, dir, "README.txt", []byte("ignored"))
+	r, err := NewRegistry(RegistryConfig{Dir: dir, Host: testHost(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	err = r.LoadAll(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "env.launch_missiles") || !strings.Contains(err.Error(), "not a WebAssembly binary") {
+		t.Fatalf("LoadAll error = %v", err)
+	}
+	st := r.Status()
+	if len(st) != 3 || st[0].Name != "evil" || st[0].Loaded || st[1].Name != "hot" || !st[1].Loaded || st[2].LoadError == "" {
+		t.Fatalf("status %+v", st)
+	}
+	s, ok := r.Stage("hot")
+	if !ok {
+		t.Fatal("no stage")
+	}
+	var c collector
+	if err := s.Process(context.Background(), events("a"), c.emit); err != nil || len(c.out) != 1 || c.out[0].Version != "1" {
+		t.Fatalf("process: %v %+v", err, c.out)
+	}
+	if g, err := r.Graph(); err != nil || fmt.Sprint(g) != "[[hot]]" {
+		t.Errorf("graph %v %v", g, err)
+	}
+}
+
+// TestRegistryHotSwapUnderLoad swaps a module while batches flow: every
+// event is processed exactly once, by exactly one version, versions in
+// order.
+func TestRegistryHotSwapUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	atomicWrite(t, dir, "hot.wasm", mustRead(t, hostileWasm))
+	atomicWrite(t, dir, "hot.toml", []byte(v1Manifest))
+	ch := newChanges()
+	r, stop := startRegistry(t, dir, ch)
+	defer stop()
+	ch.wait(t, "hot", ChangeAdded)
+	s, _ := r.Stage("hot")
+
+	seen := map[uint64]string{}
+	var order []string
+	var seq uint64
+	var swapped time.Time
+	produce := func() {
+		evs := make([]Event, 8)
+		for i := range evs {
+			seq++
+			evs[i] = Event{Seq: seq, Data: []byte(fmt.Sprintf("e%d", seq))}
+		}
+		if err := s.Process(context.Background(), evs, func(o Output) {
+			if o.Kind != OutputForward {
+				t.Errorf("unexpected output %+v", o)
+				return
+			}
+			if prev, dup := seen[o.Event.Seq]; dup {
+				t.Errorf("seq %d processed twice (%s, %s)", o.Event.Seq, prev, o.Version)
+			}
+			seen[o.Event.Seq] = o.Version
+			if len(order) == 0 || order[len(order)-1] != o.Version {
+				order = append(order, o.Version)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 {
+		produce()
+	}
+	atomicWrite(t, dir, "hot.wasm", mustRead(t, "../modules/wat-counter.wasm"))
+	atomicWrite(t, dir, "hot.toml", []byte(v2Manifest))
+	for swapped.IsZero() || time.Since(swapped) < 100*time.Millisecond {
+		produce()
+		if swapped.IsZero() && s.Stats().Version == "2" {
+			swapped = time.Now()
+		}
+		if seq > 1_000_000 {
+			t.Fatal("no swap")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if uint64(len(seen)) != seq {
+		t.Errorf("%d of %d events processed", len(seen), seq)
+	}
+	if fmt.Sprint(order) != "[1 2]" {
+		t.Errorf("version order %v, want [1 2]", order)
+	}
+	if s.Stats().Counters["events"] == 0 {
+		t.Error("v2 counter not counting")
+	}
+}
+
+func TestRegistryKeepsOldVersionOnBadUpdate(t *testing.T) {
+	dir := t.TempDir()
+	good := mustRead(t, hostileWasm)
+	atomicWrite(t, dir, "hot.wasm", good)
+	atomicWrite(t, dir, "hot.toml", []byte(v1Manifest))
+	ch := newChanges()
+	r, stop := startRegistry(t, dir, ch)
+	defer stop()
+	ch.wait(t, "hot", ChangeAdded)
+
+	bad := []struct {
+		name  string
+		write func()
+		want  string
+	}{
+		{"half-written wasm", func() { atomicWrite(t, dir, "hot.wasm", good[:len(good)/2]) }, "compile"},
+		{"unknown import", func() { atomicWrite(t, dir, "hot.wasm", mustRead(t, "testdata/badimport.wasm")) }, "env.launch_missiles"},
+		{"bad manifest", func() {
+			atomicWrite(t, dir, "hot.wasm", good)
+			atomicWrite(t, dir, "hot.toml", []byte(v1Manifest+"instances = \"many\"\n"))
+		}, "hot.toml:4"},
+	}
+	for _, b := range bad {
+		b.write()
+		c := ch.wait(t, "hot", ChangeFailed)
+		if !strings.Contains(c.Err.Error(), b.want) {
+			t.Errorf("%s: error %v does not mention %q", b.name, c.Err, b.want)
+		}
+		s, ok := r.Stage("hot")
+		if !ok {
+			t.Fatalf("%s: old version gone", b.name)
+		}
+		var col collector
+		if err := s.Process(context.Background(), events("x"), col.emit); err != nil || len(col.out) != 1 || col.out[0].Version != "1" {
+			t.Errorf("%s: old version not serving: %v %+v", b.name, err, col.out)
+		}
+		st := r.Status()
+		if len(st) != 1 || !strings.Contains(st[0].LoadError, b.want) || st[0].Version != "1" {
+			t.Errorf("%s: status %+v", b.name, st)
+		}
+	}
+	// A good version clears the error.
+	atomicWrite(t, dir, "hot.toml", []byte("name = \"hot\"\nversion = \"3\"\n"))
+	ch.wait(t, "hot", ChangeReplaced)
+	if st := r.Status(); st[0].LoadError != "" || st[0].Version != "3" {
+		t.Errorf("status after fix %+v", st)
+	}
+
+	// Removing the manifest removes the module.
+	s, _ := r.Stage("hot")
+	if err := os.Remove(filepath.Join(dir, "hot.toml")); err != nil {
+		t.Fatal(err)
+	}
+	ch.wait(t, "hot", ChangeRemoved)
+	if _, ok := r.Stage("hot"); ok {
+		t.Error("stage still registered")
+	}
+	if err := s.Process(context.Background(), events("x"), func(Output) {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("removed stage: %v", err)
+	}
+}
