@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -325,6 +327,20 @@ func checkErrs(t *testing.T, err error, file string, want []wantErr) {
 	}
 	if file != "" && !strings.Contains(err.Error(), file) {
 		t.Errorf("message does not name the file: %v", err)
+	}
+}
+
+func TestErrorsInReadingOrder(t *testing.T) {
+	path := writeTOML(t, "[server]\nport = 0\nread_timeout = 30\n[ring]\nbuffer_size = 1000\ncolour = \"x\"\n[nope]\n")
+	_, err := load([]string{"--config", path, "-w", "x"}, []string{"BADBATCH_LOG_LEVEL=loud"}, testHost)
+	es := Errors(err)
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Flag+e.Env+strconv.Itoa(e.Line))
+	}
+	want := []string{"-w/--wait-strategy0", "BADBATCH_LOG_LEVEL0", "2", "3", "5", "6", "7"}
+	if !slices.Equal(got, want) {
+		t.Errorf("order %v, want %v:\n%v", got, want, err)
 	}
 }
 

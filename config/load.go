@@ -112,7 +112,34 @@ func (l *Loaded) resolve(fs *pflag.FlagSet, cl *cliValues) (Config, error) {
 	r.applyFlags(&cfg, fs, cl)
 	r.derive(&cfg, host)
 	validate(&cfg, r.report)
+	sortErrors(r.errs)
 	return cfg, errors.Join(r.errs...)
+}
+
+// sortErrors orders problems for reading: flags, then environment, then the
+// file by line; the order within each group is otherwise kept.
+func sortErrors(errs []error) {
+	rank := func(err error) (int, int) {
+		e, ok := err.(*Error)
+		switch {
+		case !ok:
+			return 3, 0
+		case e.Flag != "" || e.usage:
+			return 0, 0
+		case e.Env != "":
+			return 1, 0
+		default:
+			return 2, e.Line
+		}
+	}
+	slices.SortStableFunc(errs, func(a, b error) int {
+		ga, la := rank(a)
+		gb, lb := rank(b)
+		if ga != gb {
+			return ga - gb
+		}
+		return la - lb
+	})
 }
 
 // errAt builds an error located where key was set.
