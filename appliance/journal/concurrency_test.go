@@ -15,7 +15,7 @@ import (
 func TestConcurrentAppendReadWait(t *testing.T) {
 	for _, policy := range []FsyncPolicy{FsyncBatch, FsyncInterval, FsyncNever} {
 		t.Run(string(policy), func(t *testing.T) {
-			total := int64(6000)
+			total := int64(4000)
 			if testing.Short() {
 				total = 1500
 			}
@@ -107,6 +107,7 @@ func TestConcurrentAppendReadWait(t *testing.T) {
 						report(err)
 						return
 					}
+					time.Sleep(2 * time.Millisecond)
 				}
 			}()
 			for w := 0; w < 4; w++ {
