@@ -623,3 +623,35 @@ func TestPeersFileWrittenAtomically(t *testing.T) {
 		t.Errorf("missing file: %v %v", got, err)
 	}
 }
+
+func TestPartitionHeals(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	nodes[2].tr.isolated.Store(true) // all of n3's gossip dropped, both ways
+	waitFor(t, 15*time.Second, "both sides see the other dead", func() (bool, string) {
+		if ok, d := allSee(nodes[:2], []string{"n3"}, StateDead)(); !ok {
+			return false, d
+		}
+		return allSee(nodes[2:], []string{"n1", "n2"}, StateDead)()
+	})
+	nodes[2].tr.isolated.Store(false)
+	start := time.Now()
+	waitFor(t, 15*time.Second, "partition healed", allSee(nodes, ids(nodes), StateAlive))
+	t.Logf("healed %s after the partition ended", time.Since(start).Round(time.Millisecond))
+	if st := nodes[0].Status(); st.GossipBytesSent == 0 || st.GossipBytesReceived == 0 {
+		t.Errorf("gossip bytes not counted: %+v", st)
+	}
+}
+
+func TestNameConflictCounted(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	dup := fastOpts("n2", "127.0.0.1") // same id, another port, while n2 is alive
+	dup.Seeds = []string{nodes[0].GossipAddr()}
+	d := startNode(t, dup)
+	waitFor(t, 10*time.Second, "conflict counted on n1", func() (bool, string) {
+		st := nodes[0].Status()
+		return st.Conflicts > 0, fmt.Sprintf("%+v", st)
+	})
+	if m, _ := nodes[0].Member("n2"); m.GossipAddr != nodes[1].GossipAddr() || m.State != StateAlive {
+		t.Errorf("the original n2 was displaced: %+v (dup at %s)", m, d.GossipAddr())
+	}
+}

@@ -105,6 +105,10 @@ type Status struct {
 	LabelFailures uint64 `json:"label_failures"`
 	// Conflicts counts name conflicts (same id claimed from another address).
 	Conflicts uint64 `json:"conflicts"`
+	// GossipBytesSent and GossipBytesReceived count this node's gossip
+	// traffic (UDP payloads and TCP stream bytes, after encryption).
+	GossipBytesSent     uint64 `json:"gossip_bytes_sent"`
+	GossipBytesReceived uint64 `json:"gossip_bytes_received"`
 	// Encrypted is true when gossip is encrypted; Keys is the keyring size.
 	Encrypted bool `json:"encrypted"`
 	Keys      int  `json:"keys"`
@@ -142,6 +146,7 @@ type Node struct {
 	mods   *moduleStore
 
 	ml atomic.Pointer[memberlist.Memberlist]
+	tr *transport // set in Start before ml
 
 	meta        atomic.Pointer[[]byte]
 	aliveOthers atomic.Int64
@@ -261,8 +266,21 @@ func (n *Node) Start(ctx context.Context) error {
 	n.startedAt = time.Now()
 	n.mu.Unlock()
 
+	tr, err := newTransport(n.conf.BindAddr, n.conf.BindPort, n.conf.Logger)
+	if err != nil {
+		return n.startError(err)
+	}
+	if n.conf.BindPort == 0 {
+		n.conf.BindPort = tr.GetAutoBindPort()
+		if n.conf.AdvertisePort == 0 {
+			n.conf.AdvertisePort = n.conf.BindPort
+		}
+	}
+	n.conf.Transport = tr
+	n.tr = tr
 	ml, err := memberlist.Create(n.conf)
 	if err != nil {
+		_ = tr.Shutdown()
 		return n.startError(err)
 	}
 	n.ml.Store(ml)
@@ -547,6 +565,8 @@ func (n *Node) Status() Status {
 	}
 	if ml := n.ml.Load(); ml != nil {
 		st.HealthScore = ml.GetHealthScore()
+		st.GossipBytesSent = n.tr.sent.Load()
+		st.GossipBytesReceived = n.tr.recv.Load()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
