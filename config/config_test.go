@@ -231,6 +231,8 @@ func TestFileErrors(t *testing.T) {
 		{"size with decimal unit", "[server]\nbody_limit = \"16MB\"\n", []wantErr{{2, "server.body_limit", `invalid size unit "MB"`}}},
 		{"negative size", "[journal]\nretention_bytes = -1\n", []wantErr{{2, "journal.retention_bytes", "must not be negative"}}},
 		{"size as bool", "[ring]\nmax_event_size = true\n", []wantErr{{2, "ring.max_event_size", "must be a size"}}},
+		{"size too big", "[server]\nbody_limit = \"5GiB\"\n", []wantErr{{2, "server.body_limit", "body limit 5GiB must be between 1 byte and 4GiB"}}},
+		{"event size zero", "[ring]\nmax_event_size = 0\n", []wantErr{{2, "ring.max_event_size", "must be between 1 byte and 1GiB"}}},
 		{"string list as string", "[api]\nadmin_tokens = \"x\"\n", []wantErr{{2, "api.admin_tokens", "must be an array of strings"}}},
 		{"list with a number", "[cluster]\nseeds = [\"a:1\", 2]\n", []wantErr{{2, "cluster.seeds", "element 1 must be a string"}}},
 		{"bad fsync", "[journal]\nfsync = \"always\"\n", []wantErr{{2, "journal.fsync", `"always" is not one of batch, interval, never`}}},
@@ -356,7 +358,7 @@ func TestErrorMessageFormat(t *testing.T) {
 func TestMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope.toml")
 	_, err := load([]string{"--config", path}, nil, testHost)
-	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), path) {
+	if !errors.Is(err, os.ErrNotExist) || err.Error() != path+": cannot read config file: no such file or directory" {
 		t.Errorf("got %v; want a not-exist error naming %s", err, path)
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"reflect"
 	"slices"
@@ -51,13 +52,13 @@ func Load(args []string, environ []string) (*Loaded, error) {
 
 func load(args, environ []string, host func() (string, error)) (*Loaded, error) {
 	l := &Loaded{args: slices.Clone(args), environ: slices.Clone(environ), host: host}
-	fs, cl := newFlagSet()
-	l.Usage = usage(fs)
-	if err := fs.Parse(args); err != nil {
+	flags, cl := newFlagSet()
+	l.Usage = usage(flags)
+	if err := flags.Parse(args); err != nil {
 		return l, flagParseError(err)
 	}
-	if fs.NArg() > 0 {
-		return l, &Error{usage: true, Msg: fmt.Sprintf("unexpected argument %q (all options are flags; see --help)", fs.Arg(0))}
+	if flags.NArg() > 0 {
+		return l, &Error{usage: true, Msg: fmt.Sprintf("unexpected argument %q (all options are flags; see --help)", flags.Arg(0))}
 	}
 	l.ShowHelp, l.ShowVersion, l.CheckOnly = cl.help, cl.version, cl.check
 	if l.ShowHelp || l.ShowVersion {
@@ -65,12 +66,12 @@ func load(args, environ []string, host func() (string, error)) (*Loaded, error) 
 		return l, nil
 	}
 	l.File = cl.file
-	if !fs.Changed("config") {
+	if !flags.Changed("config") {
 		l.File = lookupEnv(environ, EnvConfigFile)
 	} else if strings.TrimSpace(cl.file) == "" {
 		return l, &Error{Flag: "--config", Msg: "needs a file name"}
 	}
-	cfg, err := l.resolve(fs, cl)
+	cfg, err := l.resolve(flags, cl)
 	l.Config = cfg
 	return l, err
 }
@@ -79,11 +80,11 @@ func load(args, environ []string, host func() (string, error)) (*Loaded, error) 
 // as the original Load, for SIGHUP. On error the caller keeps its current
 // configuration; the returned Config is then not valid.
 func (l *Loaded) Reload() (Config, error) {
-	fs, cl := newFlagSet()
-	if err := fs.Parse(l.args); err != nil {
+	flags, cl := newFlagSet()
+	if err := flags.Parse(l.args); err != nil {
 		return Config{}, flagParseError(err)
 	}
-	return l.resolve(fs, cl)
+	return l.resolve(flags, cl)
 }
 
 // origin records where a key's value came from, for error locations.
@@ -101,7 +102,7 @@ type resolver struct {
 	errs    []error
 }
 
-func (l *Loaded) resolve(fs *pflag.FlagSet, cl *cliValues) (Config, error) {
+func (l *Loaded) resolve(flags *pflag.FlagSet, cl *cliValues) (Config, error) {
 	host := hostname(l.host)
 	cfg := defaults(host)
 	r := &resolver{file: l.File, origins: map[string]origin{}, bad: map[string]bool{}}
@@ -109,7 +110,7 @@ func (l *Loaded) resolve(fs *pflag.FlagSet, cl *cliValues) (Config, error) {
 		r.readFile(&cfg, l.File)
 	}
 	r.applyEnv(&cfg, l.environ)
-	r.applyFlags(&cfg, fs, cl)
+	r.applyFlags(&cfg, flags, cl)
 	r.derive(&cfg, host)
 	validate(&cfg, r.report)
 	sortErrors(r.errs)
@@ -180,7 +181,12 @@ func (r *resolver) report(keys []string, msg string) {
 func (r *resolver) readFile(cfg *Config, path string) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		r.errs = append(r.errs, &Error{File: path, Msg: fmt.Sprintf("cannot read config file: %v", err), Err: err})
+		cause := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err // the path is already in the message
+		}
+		r.errs = append(r.errs, &Error{File: path, Msg: fmt.Sprintf("cannot read config file: %v", cause), Err: err})
 		return
 	}
 	var raw map[string]any
@@ -320,9 +326,9 @@ func (r *resolver) applyEnv(cfg *Config, environ []string) {
 }
 
 // applyFlags overlays the flags the user actually gave (pflag's Changed).
-func (r *resolver) applyFlags(cfg *Config, fs *pflag.FlagSet, cl *cliValues) {
+func (r *resolver) applyFlags(cfg *Config, flags *pflag.FlagSet, cl *cliValues) {
 	for _, spec := range flagSpecs {
-		fl := fs.Lookup(spec.name)
+		fl := flags.Lookup(spec.name)
 		if fl == nil || !fl.Changed {
 			continue
 		}

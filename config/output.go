@@ -88,7 +88,7 @@ func Diff(old, new Config) []Change {
 		}
 		o, n := f.format(&ro), f.format(&rn)
 		if f.secret && o == n {
-			o, n = o+" (changed)", n+" (changed)"
+			n += " (changed)"
 		}
 		out = append(out, Change{Key: f.key, Old: o, New: n, Live: f.live})
 	}

@@ -87,8 +87,8 @@ func validate(c *Config, report func(keys []string, msg string)) {
 		}
 	}
 	port("server.port", c.Server.Port, false)
-	if c.Server.BodyLimit < 1 {
-		bad("body limit must be at least 1 byte", "server.body_limit")
+	if c.Server.BodyLimit < 1 || c.Server.BodyLimit > 4*GiB {
+		bad(fmt.Sprintf("body limit %s must be between 1 byte and 4GiB", c.Server.BodyLimit), "server.body_limit")
 	}
 	nonNegDur("server.read_timeout", c.Server.ReadTimeout)
 	nonNegDur("server.write_timeout", c.Server.WriteTimeout)
