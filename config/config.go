@@ -157,8 +157,12 @@ const (
 // with Node.ID "<hostname>-8080".
 func Default() Config { return defaults(hostname(os.Hostname)) }
 
-// hostname returns the host name from get, or "badbatch" when it fails.
+// hostname returns the host name from get (os.Hostname when nil), or
+// "badbatch" when it fails.
 func hostname(get func() (string, error)) string {
+	if get == nil {
+		get = os.Hostname
+	}
 	h, err := get()
 	if err != nil || h == "" {
 		return "badbatch"

@@ -670,3 +670,11 @@ func TestEnvNamesAndKeys(t *testing.T) {
 		t.Errorf("defaults via env differ: %v", Diff(def, c))
 	}
 }
+
+func TestReloadOnZeroLoaded(t *testing.T) {
+	var l Loaded // built by hand, not by Load: defaults, real host name
+	c, err := l.Reload()
+	if err != nil || c.Ring.BufferSize != 1024 || c.Node.ID == "" {
+		t.Errorf("Reload on a zero Loaded: %+v, %v", c.Ring, err)
+	}
+}
