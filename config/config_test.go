@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -676,5 +677,47 @@ func TestReloadOnZeroLoaded(t *testing.T) {
 	c, err := l.Reload()
 	if err != nil || c.Ring.BufferSize != 1024 || c.Node.ID == "" {
 		t.Errorf("Reload on a zero Loaded: %+v, %v", c.Ring, err)
+	}
+}
+
+func TestLoadUsesRealHostname(t *testing.T) {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		t.Skip("no host name")
+	}
+	l, err := Load([]string{"-p", "8081"}, []string{"PATH=/usr/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Config.Node.ID != h+"-8081" {
+		t.Errorf("node id %q, want %q", l.Config.Node.ID, h+"-8081")
+	}
+	if Default().Node.ID != h+"-8080" {
+		t.Errorf("Default node id %q", Default().Node.ID)
+	}
+	if got := hostname(func() (string, error) { return "", errors.New("no") }); got != "badbatch" {
+		t.Errorf("hostname fallback %q", got)
+	}
+}
+
+func TestErrorsFlattening(t *testing.T) {
+	a, b := &Error{Key: "a", Msg: "x"}, &Error{Key: "b", Msg: "y"}
+	wrapped := fmt.Errorf("reload: %w", errors.Join(a, fmt.Errorf("ctx: %w", b), errors.New("other")))
+	got := Errors(wrapped)
+	if len(got) != 2 || got[0] != a || got[1] != b {
+		t.Errorf("Errors = %v", got)
+	}
+	if Errors(nil) != nil {
+		t.Error("Errors(nil) != nil")
+	}
+}
+
+func TestEnumAccessorsAreCopies(t *testing.T) {
+	for _, get := range []func() []string{WaitStrategies, FsyncPolicies, AckLevels, Presets} {
+		v := get()
+		v[0] = "changed"
+		if get()[0] == "changed" {
+			t.Error("accessor returned the package's slice")
+		}
 	}
 }

@@ -71,28 +71,22 @@ func (e *Error) Is(target error) bool {
 	return target == ErrUsage && (e.Flag != "" || e.usage)
 }
 
-// Errors flattens err (an *Error, or errors.Join of them) into its
-// *Error parts, in order. Other errors are skipped.
+// Errors flattens err (an *Error, or errors.Join of them, possibly wrapped
+// with %w) into its *Error parts, in order. Other errors are skipped.
 func Errors(err error) []*Error {
 	var out []*Error
 	var walk func(error)
 	walk = func(err error) {
-		if err == nil {
-			return
-		}
-		if e, ok := err.(*Error); ok {
-			out = append(out, e)
-			return
-		}
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, x := range j.Unwrap() {
-				walk(x)
+		switch x := err.(type) {
+		case nil:
+		case *Error:
+			out = append(out, x)
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				walk(e)
 			}
-			return
-		}
-		var e *Error
-		if errors.As(err, &e) {
-			out = append(out, e)
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
 		}
 	}
 	walk(err)

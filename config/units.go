@@ -128,9 +128,6 @@ func (b ByteSize) String() string {
 	return strconv.FormatInt(int64(b), 10)
 }
 
-// Int64 returns b as a plain byte count.
-func (b ByteSize) Int64() int64 { return int64(b) }
-
 // MarshalText implements encoding.TextMarshaler (TOML output as a string).
 func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
 
