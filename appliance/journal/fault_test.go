@@ -226,3 +226,20 @@ func TestBufferBoundUnderFault(t *testing.T) {
 	}
 	checkDisk(t, dir, seq)
 }
+
+// A healthy journal commits early instead of failing when one batch
+// exceeds MaxBuffered.
+func TestHugeBatchCommitsInChunks(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, Options{Dir: dir, MaxRecordSize: 1024, MaxBuffered: 4096})
+	for s := int64(0); s < 500; s++ {
+		appendAll(t, j, rec(s, 100))
+	}
+	if d := j.Durable(); d < 400 {
+		t.Fatalf("durable %d: no early commits", d)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkDisk(t, dir, 499)
+}

@@ -171,10 +171,11 @@ func (j *Journal) closeFiles() {
 // size) and does no I/O. rec.Sequence must be greater than every sequence
 // appended before (and than LastSequence after Open).
 //
-// Append fails with ErrUnavailable when Options.MaxBuffered bytes are
-// waiting to become durable (a long I/O failure); the record is then not
-// buffered, and the caller should retry Commit until it succeeds and then
-// append the record again.
+// When the buffer would exceed Options.MaxBuffered, a healthy journal
+// commits (writes and fsyncs) what is buffered first, so a huge batch is
+// committed in chunks. A failing journal instead returns ErrUnavailable
+// without buffering the record: the caller should retry Commit until it
+// succeeds (backpressure on the ring) and then append the record again.
 func (j *Journal) Append(rec Record) error {
 	j.amu.Lock()
 	defer j.amu.Unlock()
@@ -192,7 +193,17 @@ func (j *Journal) Append(rec Record) error {
 		return fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, body, j.opts.MaxRecordSize)
 	}
 	if len(j.buf)+size > j.opts.MaxBuffered {
-		return j.bufferFull()
+		if j.Err() != nil {
+			return j.bufferFull()
+		}
+		// Healthy but the batch is huge: commit (and fsync) what is
+		// buffered so far to make room.
+		if err := j.commitLocked(true); err != nil {
+			return fmt.Errorf("%w: buffer full and commit failed: %w", ErrUnavailable, err)
+		}
+		if len(j.buf)+size > j.opts.MaxBuffered {
+			return j.bufferFull()
+		}
 	}
 	if rec.Timestamp == 0 {
 		rec.Timestamp = j.opts.Now().UnixNano()

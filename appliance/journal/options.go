@@ -79,9 +79,10 @@ type Options struct {
 	MaxRecordSize int
 	// MaxBuffered bounds the bytes Append may hold that are not yet
 	// durable (normally one batch; more while writes or fsyncs fail).
-	// Beyond it Append fails with ErrUnavailable until a Commit succeeds,
-	// which pushes back on the ring instead of growing without bound. Zero
-	// means 64 MiB; it is raised to at least 2*MaxRecordSize.
+	// Beyond it a healthy journal commits early, and a failing one makes
+	// Append fail with ErrUnavailable until a Commit succeeds, which pushes
+	// back on the ring instead of growing without bound. Zero means 64 MiB;
+	// it is raised to at least 2*MaxRecordSize.
 	MaxBuffered int
 	// RepairCorrupt makes Open truncate a sealed (non-final) segment at a
 	// corrupt record instead of failing. Records after the damage in that
