@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -65,7 +66,8 @@ func format(ct []byte) (event.Format, error) {
 // body returns the request body, gunzipped when Content-Encoding says so,
 // bounded by the body limit.
 func (s *Server) body(c *fiber.Ctx, sc *scratch) ([]byte, error) {
-	raw := c.Body()
+	// The raw body: fiber's c.Body() would decompress by itself, without a size bound.
+	raw := c.Request().Body()
 	enc := bytes.TrimSpace(c.Request().Header.Peek(fiber.HeaderContentEncoding))
 	switch {
 	case len(enc) == 0 || bytes.EqualFold(enc, []byte("identity")):
@@ -159,7 +161,9 @@ func (s *Server) publish(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderRetryAfter, "5")
 		return apiErr(fiber.StatusServiceUnavailable, "node is shutting down; not accepting events")
 	}
-	perr := s.p.Publish(c.Context(), evs, producer, l.PublishTimeout, res)
+	// Not c.Context(): fasthttp's RequestCtx as a context parent races with
+	// server shutdown. The wait is bounded by the publish timeout anyway.
+	perr := s.p.Publish(context.Background(), evs, producer, l.PublishTimeout, res)
 	s.intake.RUnlock()
 
 	status := fiber.StatusOK

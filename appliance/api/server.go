@@ -231,8 +231,20 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	if r := c.Route(); r != nil && r.Path != "/" {
 		route = r.Path
 	}
-	s.opts.Metrics.HTTPDuration.WithLabelValues(c.Method(), route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	s.opts.Metrics.HTTPDuration.WithLabelValues(methodLabel(c.Method()), route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 	return err
+}
+
+// methodLabel maps the request method to a constant string: fiber's strings
+// point into reused buffers and must not be retained (prometheus keeps
+// label values).
+func methodLabel(m string) string {
+	for _, k := range []string{"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"} {
+		if m == k {
+			return k
+		}
+	}
+	return "OTHER"
 }
 
 // openPaths stay served while draining.

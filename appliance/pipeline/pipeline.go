@@ -355,6 +355,17 @@ func (p *Pipeline) Publish(ctx context.Context, evs []event.Raw, producer []byte
 	if tracked {
 		p.resolve(evs, producer, req, results)
 	}
+	var dups, rej uint64
+	for k := range results[:n] {
+		switch results[k].Outcome {
+		case Duplicate:
+			dups++
+		case Rejected:
+			rej++
+		}
+	}
+	p.dups.Add(dups)
+	p.rejected.Add(rej)
 	return err
 }
 
@@ -456,14 +467,6 @@ func (p *Pipeline) resolve(evs []event.Raw, producer []byte, req uint64, results
 	}
 	t.cond.Broadcast()
 	t.mu.Unlock()
-	for k := range results[:len(evs)] {
-		if results[k].Outcome == Duplicate {
-			p.dups.Add(1)
-		}
-		if results[k].Outcome == Rejected {
-			p.rejected.Add(1)
-		}
-	}
 }
 
 func effective(ev *event.Raw, producer []byte) []byte {
