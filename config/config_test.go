@@ -721,3 +721,40 @@ func TestEnumAccessorsAreCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleFileLiveMarkers checks that the "(live)" notes in the example
+// file match the schema's reload:"live" tags (what Diff reports as Live).
+func TestExampleFileLiveMarkers(t *testing.T) {
+	data, err := os.ReadFile("badbatch.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	sec := ""
+	keyRe := regexp.MustCompile(`^#?\s*([a-z_]+)\s*=`)
+	marked := map[string]bool{}
+	for i, line := range lines {
+		if m := regexp.MustCompile(`^\[([a-z_]+)\]`).FindStringSubmatch(line); m != nil {
+			sec = m[1]
+			continue
+		}
+		m := keyRe.FindStringSubmatch(line)
+		if m == nil || sec == "" {
+			continue
+		}
+		key := sec + "." + m[1]
+		if _, ok := theSchema.byKey[key]; !ok {
+			continue
+		}
+		for j := i - 1; j >= 0 && strings.HasPrefix(lines[j], "#") && !keyRe.MatchString(lines[j]); j-- {
+			if strings.Contains(lines[j], "(live)") {
+				marked[key] = true
+			}
+		}
+	}
+	for _, f := range theSchema.fields {
+		if marked[f.key] != f.live {
+			t.Errorf("%s: example file says live=%v, schema tag says %v", f.key, marked[f.key], f.live)
+		}
+	}
+}
