@@ -503,14 +503,22 @@ func (m *Module) route(r uint16) string {
 	return m.man.Routes[r-1]
 }
 
-// deliver reports the decoded outputs of batch[lo:hi].
+// deliver reports the decoded outputs of batch[lo:hi]. Counters are
+// summed locally and added once per call.
 func (m *Module) deliver(batch []Event, lo, hi int, recs []outRec, emit func(Output)) error {
 	next := 0 // first input (relative) not yet accounted for
+	var emitted, forwarded, dropped uint64
+	defer func() {
+		m.emitted.Add(emitted)
+		m.forwarded.Add(forwarded)
+		m.dropped.Add(dropped)
+	}()
+	name, version := m.man.Name, m.man.Version
 	for i := range recs {
 		r := &recs[i]
 		in := int(r.input)
 		if in >= next {
-			m.dropped.Add(uint64(in - next)) // inputs without records
+			dropped += uint64(in - next) // inputs without records
 			next = in + 1
 		}
 		idx := lo + in
@@ -521,20 +529,20 @@ func (m *Module) deliver(batch []Event, lo, hi int, recs []outRec, emit func(Out
 			if r.keySet {
 				key = r.key
 			}
-			m.emitted.Add(1)
-			emit(Output{Kind: OutputEmit, Module: m.man.Name, Version: m.man.Version, Route: m.route(r.route), Input: idx, Event: ev, Key: key, Data: r.data})
+			emitted++
+			emit(Output{Kind: OutputEmit, Module: name, Version: version, Route: m.route(r.route), Input: idx, Event: ev, Key: key, Data: r.data})
 		case kindForward:
-			m.forwarded.Add(1)
-			emit(Output{Kind: OutputForward, Module: m.man.Name, Version: m.man.Version, Route: m.route(r.route), Input: idx, Event: ev, Key: ev.Key, Data: ev.Data})
+			forwarded++
+			emit(Output{Kind: OutputForward, Module: name, Version: version, Route: m.route(r.route), Input: idx, Event: ev, Key: ev.Key, Data: ev.Data})
 		case kindDrop:
-			m.dropped.Add(1)
+			dropped++
 		case kindError:
 			if err := m.fail(batch, idx, &GuestError{Message: string(r.data)}, emit); err != nil {
 				return err
 			}
 		}
 	}
-	m.dropped.Add(uint64(hi - lo - next))
+	dropped += uint64(hi - lo - next)
 	return nil
 }
 

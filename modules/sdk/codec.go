@@ -55,11 +55,12 @@ func DecodeInput(buf []byte, ev *Event) (int, error) {
 	if len(buf) < InputHeaderSize {
 		return 0, ErrBadInput
 	}
-	size := int(binary.LittleEndian.Uint32(buf[0:]))
-	kl := int(binary.LittleEndian.Uint32(buf[24:]))
-	pl := int(binary.LittleEndian.Uint32(buf[28:]))
+	h0 := binary.LittleEndian.Uint64(buf[0:])
+	kp := binary.LittleEndian.Uint64(buf[24:])
+	size := int(uint32(h0))
+	kl, pl := int(uint32(kp)), int(kp>>32)
 	dl := int(binary.LittleEndian.Uint32(buf[32:]))
-	if kl < 0 || pl < 0 || dl < 0 || size > len(buf) || size != Align8(InputHeaderSize+kl+pl+dl) {
+	if size > len(buf) || size != Align8(InputHeaderSize+kl+pl+dl) {
 		return 0, ErrBadInput
 	}
 	ev.Seq = binary.LittleEndian.Uint64(buf[8:])
@@ -135,23 +136,37 @@ func (o *Out) put(kind, flags byte, r Route, key, data []byte) {
 	if o.overflow {
 		return
 	}
-	size := Align8(OutputHeaderSize + len(key) + len(data))
+	n := OutputHeaderSize + len(key) + len(data)
+	size := (n + 7) &^ 7
 	if size > len(o.buf)-o.pos {
 		o.overflow = true
 		return
 	}
 	b := o.buf[o.pos : o.pos+size]
-	binary.LittleEndian.PutUint32(b[0:], uint32(size))
-	b[4], b[5] = kind, flags
-	binary.LittleEndian.PutUint16(b[6:], uint16(r))
-	binary.LittleEndian.PutUint32(b[8:], o.input)
-	binary.LittleEndian.PutUint32(b[12:], uint32(len(key)))
-	binary.LittleEndian.PutUint32(b[16:], uint32(len(data)))
-	binary.LittleEndian.PutUint32(b[20:], 0)
-	n := OutputHeaderSize + copy(b[OutputHeaderSize:], key)
-	n += copy(b[n:], data)
-	clear(b[n:])
+	// Three 8-byte stores: size|kind|flags|route, input|key_len, data_len|reserved.
+	binary.LittleEndian.PutUint64(b[0:], uint64(size)|uint64(kind)<<32|uint64(flags)<<40|uint64(r)<<48)
+	binary.LittleEndian.PutUint64(b[8:], uint64(o.input)|uint64(len(key))<<32)
+	binary.LittleEndian.PutUint64(b[16:], uint64(len(data)))
+	if n > OutputHeaderSize {
+		p := OutputHeaderSize + copy(b[OutputHeaderSize:], key)
+		p += copy(b[p:], data)
+		clear(b[p:])
+	}
 	o.pos += size
+}
+
+// putEmpty writes a record without key or data (forward, drop); small
+// enough to be inlined into the handler.
+func (o *Out) putEmpty(kind byte, r Route) {
+	if o.overflow || len(o.buf)-o.pos < OutputHeaderSize {
+		o.overflow = true
+		return
+	}
+	b := o.buf[o.pos : o.pos+OutputHeaderSize]
+	binary.LittleEndian.PutUint64(b[0:], OutputHeaderSize|uint64(kind)<<32|uint64(r)<<48)
+	binary.LittleEndian.PutUint64(b[8:], uint64(o.input))
+	binary.LittleEndian.PutUint64(b[16:], 0)
+	o.pos += OutputHeaderSize
 }
 
 // Emit writes a new event with payload data (keeping the input's key) to
@@ -166,15 +181,15 @@ func (o *Out) EmitTo(r Route, data []byte) { o.put(KindEmit, 0, r, nil, data) }
 func (o *Out) EmitKeyTo(r Route, key, data []byte) { o.put(KindEmit, FlagKeySet, r, key, data) }
 
 // Forward passes the input event on unchanged to the default output.
-func (o *Out) Forward() { o.put(KindForward, 0, Default, nil, nil) }
+func (o *Out) Forward() { o.putEmpty(KindForward, Default) }
 
 // ForwardTo passes the input event on unchanged to route r.
-func (o *Out) ForwardTo(r Route) { o.put(KindForward, 0, r, nil, nil) }
+func (o *Out) ForwardTo(r Route) { o.putEmpty(KindForward, r) }
 
 // Drop discards the input, and any output already written for it.
 func (o *Out) Drop() {
 	o.pos = o.start
-	o.put(KindDrop, 0, Default, nil, nil)
+	o.putEmpty(KindDrop, Default)
 }
 
 // Error reports that the input failed with msg (cut to MaxErrorMessage
