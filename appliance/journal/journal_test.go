@@ -316,6 +316,9 @@ func TestSegmentRollAndIndexReads(t *testing.T) {
 		}
 	}
 	check(j)
+	if st := j.Stats(); st.Fsyncs == 0 || st.FsyncLatency.Count != st.Fsyncs || st.BytesWritten == 0 || st.Durable != 299 || st.Earliest != 0 || !st.Healthy {
+		t.Fatalf("stats %+v", st)
+	}
 	if _, err := j.ReadRange(-1, 3, 1); err == nil {
 		t.Fatal("negative from accepted")
 	}
@@ -323,9 +326,14 @@ func TestSegmentRollAndIndexReads(t *testing.T) {
 		t.Fatal("zero limit accepted")
 	}
 	j.Close()
-	// Reopen: sealed segments come from their persisted indexes.
+	// Reopen: sealed segments come from their persisted indexes, so Open
+	// reads little more than the final segment.
+	fl.readBytes.Store(0)
 	j = openT(t, o)
 	defer j.Close()
+	if n := fl.readBytes.Load(); n > 4*2048+16*100 {
+		t.Fatalf("Open read %d bytes: sealed segments were rescanned", n)
+	}
 	check(j)
 	if j.LastSequence() != 299 {
 		t.Fatalf("last %d", j.LastSequence())

@@ -16,7 +16,9 @@ const (
 	// after the batch is on stable storage.
 	FsyncBatch FsyncPolicy = "batch"
 	// FsyncInterval writes on Commit and fsyncs every Options.FsyncInterval
-	// from a background goroutine; Durable advances after that fsync.
+	// from a background goroutine; Durable advances after that fsync. The
+	// fsync holds the writer lock, so an Append or Commit arriving during
+	// it waits for it.
 	FsyncInterval FsyncPolicy = "interval"
 	// FsyncNever writes on Commit and leaves flushing to the operating
 	// system; Durable advances as soon as the write returns.
@@ -42,6 +44,7 @@ const (
 	DefaultRetentionCheckInterval = time.Minute
 	DefaultRetryInterval          = 100 * time.Millisecond
 	DefaultMaxBuffered            = 64 << 20
+	DefaultMaxRecordSize          = 16 << 20
 	minSegmentSize                = 1 << 10
 )
 

@@ -45,9 +45,7 @@ const (
 	segmentMagic      = "BBJSEG01"
 	segmentHeaderSize = 16
 
-	// DefaultMaxRecordSize bounds the body of one record (see Options.MaxRecordSize).
-	DefaultMaxRecordSize = 16 << 20
-	maxProducerLen       = math.MaxUint16
+	maxProducerLen = math.MaxUint16
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
