@@ -655,3 +655,18 @@ func TestNameConflictCounted(t *testing.T) {
 		t.Errorf("the original n2 was displaced: %+v (dup at %s)", m, d.GossipAddr())
 	}
 }
+
+func TestSetSeedsJoinsOnNextRound(t *testing.T) {
+	a := startNode(t, fastOpts("a", "127.0.0.1"))
+	b := startNode(t, fastOpts("b", "127.0.0.1"))
+	holdsFor(t, 600*time.Millisecond, "no join without seeds", func() (bool, string) {
+		return len(b.Members()) == 1, describe(b)
+	})
+	if err := b.SetSeeds([]string{""}); err == nil {
+		t.Error("empty seed accepted")
+	}
+	if err := b.SetSeeds([]string{a.GossipAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "joined after SetSeeds", allSee([]*Node{a, b}, []string{"a", "b"}, StateAlive))
+}

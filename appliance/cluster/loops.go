@@ -34,7 +34,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 		case <-alone.C:
 			if ok, reason := n.Ready(); ok && strings.HasPrefix(reason, "alone: no seed") {
 				n.log.Warn("running alone: no seed or last-known peer answered; still retrying every rejoin_interval",
-					"waited", n.s.readyTimeout, "seeds", n.s.opts.Seeds, "rejoin_interval", n.s.rejoin)
+					"waited", n.s.readyTimeout, "seeds", n.seedList(), "rejoin_interval", n.s.rejoin)
 			}
 		}
 	}
@@ -68,8 +68,9 @@ func (n *Node) joinTargets(ctx context.Context) []joinTarget {
 			cands = append(cands, joinTarget{addr: r.addr(), id: r.id, why: "dead member " + r.id})
 		}
 	}
+	seeds := slices.Clone(n.seeds)
 	n.mu.Unlock()
-	for _, seed := range n.s.opts.Seeds {
+	for _, seed := range seeds {
 		if prev, ok := n.seedCache[seed]; ok && upAddr[prev] {
 			continue // resolved before and alive: no lookup traffic
 		}

@@ -166,6 +166,7 @@ type Node struct {
 	pendingMods map[string][]ModuleInfo
 	bigAnnounce *announcement
 	seedCache   map[string]string // seed -> last resolved address; joinLoop only
+	seeds       []string
 
 	dirtyCh  chan struct{}
 	metaCh   chan struct{}
@@ -196,6 +197,7 @@ func New(opts Options, logger *slog.Logger) (*Node, error) {
 		members:     map[string]*memberRec{},
 		pendingMods: map[string][]ModuleInfo{},
 		seedCache:   map[string]string{},
+		seeds:       slices.Clone(s.opts.Seeds),
 		dirtyCh:     make(chan struct{}, 1),
 		metaCh:      make(chan struct{}, 1),
 		notifyCh:    make(chan struct{}, 1),
@@ -238,6 +240,26 @@ func signal(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
+}
+
+func (n *Node) seedList() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.seeds)
+}
+
+// SetSeeds replaces the seed list (a SIGHUP reload of [cluster] seeds); the
+// next re-join round uses it. Members already joined stay.
+func (n *Node) SetSeeds(seeds []string) error {
+	for i, s := range seeds {
+		if strings.TrimSpace(s) == "" {
+			return fmt.Errorf("cluster: seeds[%d] is empty", i)
+		}
+	}
+	n.mu.Lock()
+	n.seeds = slices.Clone(seeds)
+	n.mu.Unlock()
+	return nil
 }
 
 // Start binds the gossip sockets, publishes this node and starts the
@@ -286,7 +308,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.ml.Store(ml)
 	n.log.Info("cluster gossip listening", "bind", net.JoinHostPort(n.conf.BindAddr, strconv.Itoa(n.conf.BindPort)),
 		"advertise", n.GossipAddr(), "preset", n.s.opts.Preset, "encrypted", n.conf.EncryptionEnabled(),
-		"seeds", n.s.opts.Seeds, "known_peers", len(peers))
+		"seeds", n.seedList(), "known_peers", len(peers))
 
 	ctx, cancel := context.WithCancel(ctx)
 	n.cancel = cancel
@@ -608,7 +630,7 @@ func (n *Node) Ready() (bool, string) {
 		return true, fmt.Sprintf("joined: %d other members alive", alive)
 	case n.everJoined:
 		return true, "joined earlier; no other member is alive now"
-	case len(n.s.opts.Seeds) == 0 && len(n.persisted) == 0:
+	case len(n.seeds) == 0 && len(n.persisted) == 0:
 		return true, "alone: no seeds or last-known peers to join"
 	}
 	waited := time.Since(n.startedAt)
