@@ -277,7 +277,11 @@ func (m *Module) notePages(mem api.Memory) {
 }
 
 // slot is the right to use one instance; inst is nil until created.
-type slot struct{ inst *instance }
+// crashed is set once the slot's instance was discarded after a crash.
+type slot struct {
+	inst    *instance
+	crashed bool
+}
 
 func (m *Module) acquire(ctx context.Context) (*slot, error) {
 	select {
@@ -309,6 +313,7 @@ func (m *Module) discard(s *slot) {
 	if s.inst != nil {
 		_ = s.inst.mod.Close(context.Background())
 		s.inst = nil
+		s.crashed = true
 		m.instancesN.Add(^uint64(0))
 	}
 }
@@ -323,7 +328,9 @@ func (m *Module) ensure(ctx context.Context, s *slot) error {
 		inst, err := m.newInstance(ctx)
 		if err == nil {
 			s.inst = inst
-			m.restarts.Add(1)
+			if s.crashed {
+				m.restarts.Add(1)
+			}
 			return nil
 		}
 		if ctx.Err() != nil {

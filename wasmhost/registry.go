@@ -174,7 +174,7 @@ func (r *Registry) LoadAll(ctx context.Context) error {
 	}
 	var errs []error
 	for _, n := range names {
-		if err := r.Reload(ctx, n); err != nil {
+		if err := r.reload(ctx, n, false); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -195,12 +195,18 @@ func (r *Registry) manifestNames() ([]string, error) {
 	return names, nil
 }
 
-// Reload (re)loads module name from its files: a new or changed version is
-// compiled and validated with a canary instance, then swapped in at a batch
-// boundary; if it fails, the running version stays and the error is
-// returned and kept in Status. If the manifest is gone, the module is
-// removed. Unchanged files are a no-op.
+// Reload (re)loads module name from its files even if they did not change
+// (this also clears a quarantine or halt): the version is compiled (from
+// the cache if known) and validated with a canary instance, then swapped in
+// at a batch boundary; if it fails, the running version stays and the error
+// is returned and kept in Status. If the manifest is gone, the module is
+// removed.
 func (r *Registry) Reload(ctx context.Context, name string) error {
+	return r.reload(ctx, name, true)
+}
+
+// reload is Reload; unless force, unchanged files are a no-op.
+func (r *Registry) reload(ctx context.Context, name string, force bool) error {
 	if !ValidName(name) {
 		return fmt.Errorf("invalid module name %q", name)
 	}
@@ -224,7 +230,7 @@ func (r *Registry) Reload(ctx context.Context, name string) error {
 		r.mu.Unlock()
 		return nil
 	}
-	m, err := r.load(ctx, path, st)
+	m, err := r.load(ctx, path, st, force)
 	if err != nil {
 		r.mu.Lock()
 		r.loadErr[name] = loadError{msg: err.Error(), at: time.Now()}
@@ -243,6 +249,13 @@ func (r *Registry) Reload(ctx context.Context, name string) error {
 	if m == nil { // unchanged
 		return nil
 	}
+	r.install(ctx, name, st, m)
+	return nil
+}
+
+// install swaps m in as module name (st is its stage, nil if new). The
+// caller holds reloadMu.
+func (r *Registry) install(ctx context.Context, name string, st *Stage, m *Module) {
 	kind := ChangeAdded
 	if st == nil {
 		st = &Stage{name: name, cur: m}
@@ -258,12 +271,121 @@ func (r *Registry) Reload(ctx context.Context, name string) error {
 	}
 	r.log.Info("module "+string(kind), "module", name, "version", m.man.Version, "sha256", m.sum[:12])
 	r.cfg.OnChange(Change{Module: name, Kind: kind, Version: m.man.Version, SHA256: m.sum})
+}
+
+// Install validates a module given as bytes (manifest TOML and wasm) by
+// loading it with a canary instance, and only then writes NAME.wasm and
+// NAME.toml into the directory (each by atomic rename) and swaps it in. An
+// invalid module writes nothing and leaves the running version alone. The
+// manifest's name must be name, and its wasm file NAME.wasm.
+func (r *Registry) Install(ctx context.Context, name string, manifest, wasm []byte) error {
+	if !ValidName(name) {
+		return fmt.Errorf("invalid module name %q", name)
+	}
+	man, err := ParseManifest(manifest, name+".toml")
+	if err != nil {
+		return err
+	}
+	if man.Name != name {
+		return fmt.Errorf("manifest name %q does not match module name %q", man.Name, name)
+	}
+	if man.Wasm != name+".wasm" {
+		return fmt.Errorf("manifest wasm %q: an installed module's binary must be %s.wasm", man.Wasm, name)
+	}
+	man.Dir = r.cfg.Dir
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	r.mu.Lock()
+	closed, st := r.closed, r.stages[name]
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	m, err := r.cfg.Host.Load(ctx, man, wasm)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(r.cfg.Dir, name+".wasm", wasm); err != nil {
+		_ = m.Close(ctx, nil)
+		return err
+	}
+	if err := writeAtomic(r.cfg.Dir, name+".toml", manifest); err != nil {
+		_ = m.Close(ctx, nil)
+		return err
+	}
+	r.mu.Lock()
+	delete(r.loadErr, name)
+	r.mu.Unlock()
+	r.install(ctx, name, st, m)
+	return nil
+}
+
+// Remove deletes module name's files and unloads it. It reports
+// fs.ErrNotExist if there is no such module.
+func (r *Registry) Remove(ctx context.Context, name string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("invalid module name %q", name)
+	}
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	r.mu.Lock()
+	st := r.stages[name]
+	_, failed := r.loadErr[name]
+	delete(r.loadErr, name)
+	r.mu.Unlock()
+	wasmName := name + ".wasm"
+	if st != nil {
+		if m := st.Module(); m != nil {
+			wasmName = m.man.Wasm
+		}
+	}
+	errT := os.Remove(filepath.Join(r.cfg.Dir, name+".toml"))
+	errW := os.Remove(filepath.Join(r.cfg.Dir, wasmName))
+	if st == nil && !failed && errors.Is(errT, fs.ErrNotExist) && errors.Is(errW, fs.ErrNotExist) {
+		return fmt.Errorf("module %s: %w", name, fs.ErrNotExist)
+	}
+	if st != nil {
+		r.remove(ctx, name, st)
+	}
+	for _, err := range []error{errT, errW} {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove module %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// writeAtomic writes dir/name through a hidden temporary file, fsync and
+// rename.
+func writeAtomic(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, "."+name+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
 	return nil
 }
 
 // load loads path unless it is identical to st's current version (then it
 // returns nil, nil).
-func (r *Registry) load(ctx context.Context, path string, st *Stage) (*Module, error) {
+func (r *Registry) load(ctx context.Context, path string, st *Stage, force bool) (*Module, error) {
 	man, err := LoadManifest(path)
 	if err != nil {
 		return nil, err
@@ -272,7 +394,7 @@ func (r *Registry) load(ctx context.Context, path string, st *Stage) (*Module, e
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", man.Name, err)
 	}
-	if st != nil {
+	if st != nil && !force {
 		if cur := st.Module(); cur != nil && cur.sum == sha256hex(wasm) && reflect.DeepEqual(cur.man, man) {
 			return nil, nil
 		}
@@ -394,7 +516,7 @@ func (r *Registry) Run(ctx context.Context) error {
 			clear(pending)
 			slices.Sort(names)
 			for _, n := range names {
-				_ = r.Reload(ctx, n) // errors are logged, reported and kept in Status
+				_ = r.reload(ctx, n, false) // errors are logged, reported and kept in Status
 			}
 		case <-tick.C:
 			for _, s := range r.Stages() {

@@ -242,3 +242,135 @@ func TestRegistryKeepsOldVersionOnBadUpdate(t *testing.T) {
 		t.Errorf("removed stage: %v", err)
 	}
 }
+
+func TestRegistryInstallRemoveReload(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewRegistry(RegistryConfig{Dir: dir, Host: testHost(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	ctx := context.Background()
+	good := mustRead(t, hostileWasm)
+	man := []byte("name = \"up\"\nversion = \"1\"\nquarantine_after = 1\n")
+
+	if err := r.Install(ctx, "up", man, mustRead(t, "testdata/badimport.wasm")); err == nil {
+		t.Fatal("bad module installed")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a rejected install wrote files: %v", ents)
+	}
+	if err := r.Install(ctx, "../up", man, good); err == nil {
+		t.Error("path traversal name accepted")
+	}
+	if err := r.Install(ctx, "other", man, good); err == nil {
+		t.Error("name mismatch accepted")
+	}
+	if err := r.Install(ctx, "up", man, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"up.wasm", "up.toml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	s, ok := r.Stage("up")
+	if !ok {
+		t.Fatal("no stage after install")
+	}
+	// A bad upgrade leaves v1 running.
+	if err := r.Install(ctx, "up", []byte("name = \"up\"\nversion = \"2\"\n"), good[:100]); err == nil {
+		t.Fatal("truncated upgrade installed")
+	}
+	if s.Stats().Version != "1" {
+		t.Fatal("v1 replaced by a failed upgrade")
+	}
+
+	// Quarantine, then Reload clears it.
+	if err := s.Process(ctx, events("T"), func(Output) {}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Stats().Quarantined {
+		t.Fatal("not quarantined")
+	}
+	if err := r.Reload(ctx, "up"); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Quarantined || st.State != "running" {
+		t.Fatalf("after reload: %+v", st)
+	}
+
+	if err := r.Remove(ctx, "up"); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("files left after remove: %v", ents)
+	}
+	if _, ok := r.Stage("up"); ok {
+		t.Error("stage left after remove")
+	}
+	if err := r.Remove(ctx, "up"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("second remove: %v", err)
+	}
+}
+
+// TestRegistryTimerAndFlushToSink runs the aggregator under Run: its timer
+// emits reach the Sink, and Close flushes the partial window.
+func TestRegistryTimerAndFlushToSink(t *testing.T) {
+	loadExample(t, "passthrough", `name = "passthrough"`) // creates interpHost
+	dir := t.TempDir()
+	atomicWrite(t, dir, "aggregator.wasm", mustRead(t, "../modules/aggregator.wasm"))
+	atomicWrite(t, dir, "aggregator.toml", []byte("name = \"aggregator\"\ntimer_interval = \"50ms\"\n"))
+	var mu sync.Mutex
+	var sunk []string
+	r, err := NewRegistry(RegistryConfig{Dir: dir, Host: interpHost, TickEvery: 10 * time.Millisecond,
+		Sink: func(o Output) {
+			mu.Lock()
+			sunk = append(sunk, string(o.Data))
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	s, _ := r.Stage("aggregator")
+	evs := events("{}", "{}")
+	evs[0].Key, evs[1].Key = []byte("x"), []byte("x")
+	if err := s.Process(context.Background(), evs, func(Output) {}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(sunk)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no timer output reached the sink")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Process(context.Background(), evs[:1], func(Output) {}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	got := strings.Join(sunk, " ")
+	if !strings.Contains(got, `{"key":"x","count":2`) || !strings.Contains(got, `{"key":"x","count":1`) {
+		t.Errorf("sink got %s, want a timer window of 2 and a flushed window of 1", got)
+	}
+}
