@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 		// fasthttp's idle-worker cleaner sees the closed stop channel only
 		// after its current sleep (MaxIdleWorkerDuration, 10s): it ends, later.
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		// The benchmark's fasthttp client: same pattern for idle connections.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
 	)
 }
 

@@ -277,8 +277,8 @@ func (p *Pipeline) PinDecisions() []string { return append([]string(nil), p.pins
 // len(evs) entries; each receives the event's outcome. Events must have
 // been checked with event.Fits. A full ring is waited on for at most
 // timeout, then the remaining events are Rejected and ErrFull returned
-// (earlier events stay accepted: their results say so). After Shutdown
-// started, ErrClosed.
+// (earlier events stay accepted: their results say so); timeout <= 0 does
+// not wait at all. After Shutdown started, ErrClosed.
 func (p *Pipeline) Publish(ctx context.Context, evs []event.Raw, producer []byte, timeout time.Duration, results []Result) error {
 	if len(results) < len(evs) {
 		return fmt.Errorf("pipeline: %d results for %d events", len(results), len(evs))
@@ -292,9 +292,6 @@ func (p *Pipeline) Publish(ctx context.Context, evs []event.Raw, producer []byte
 	bufSize := int(p.ring.BufferSize())
 	var cancel context.CancelFunc = func() {}
 	tctx := ctx
-	if timeout > 0 {
-		tctx, cancel = context.WithTimeout(ctx, timeout)
-	}
 	for i < n && err == nil {
 		// Collect the next chunk of fresh events (not duplicates).
 		for i < n && results[i].Outcome != Accepted {
@@ -311,7 +308,18 @@ func (p *Pipeline) Publish(ctx context.Context, evs []event.Raw, producer []byte
 			}
 			j++
 		}
-		hi, cerr := p.ring.NextCtx(tctx, int64(count))
+		// Fast path: claim without waiting (no timer); wait only on a full ring.
+		hi, cerr := p.ring.TryNextN(int64(count))
+		if errors.Is(cerr, disruptor.ErrInsufficientCapacity) {
+			if timeout <= 0 {
+				err = fmt.Errorf("%w: no wait configured for %d free slots", ErrFull, count)
+				break
+			}
+			if tctx == ctx {
+				tctx, cancel = context.WithTimeout(ctx, timeout)
+			}
+			hi, cerr = p.ring.NextCtx(tctx, int64(count))
+		}
 		if cerr != nil {
 			switch {
 			case errors.Is(cerr, disruptor.ErrHalted):

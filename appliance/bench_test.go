@@ -1,0 +1,109 @@
+package appliance
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
+
+	"github.com/badbatch/badbatch/config"
+)
+
+// BenchmarkHTTPPublish measures the whole publish path on loopback: a real
+// fasthttp client → fiber → decode → idempotency → ring claim/copy/publish
+// → response, with ack=memory. It reports requests/s, events/s and the p50
+// and p99 request latency (ns) over all requests of the run.
+//
+//	go test -run=^$ -bench=HTTPPublish -benchtime=5s ./appliance/
+func BenchmarkHTTPPublish(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		batch int
+	}{{"single", 1}, {"batch1000", 1000}} {
+		b.Run(bc.name, func(b *testing.B) { benchPublish(b, bc.batch) })
+	}
+}
+
+func benchPublish(b *testing.B, batch int) {
+	cfg := config.Default()
+	cfg.Node.DataDir = b.TempDir()
+	cfg.Modules.Dir = b.TempDir()
+	cfg.Ring.BufferSize = 1 << 16
+	cfg.Ring.MaxEventSize = 256
+	cfg.API.MaxBatch = 1000
+	cfg.Log.Level = "error"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := New(cfg, slog.New(slog.DiscardHandler), WithListener(ln))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	<-a.Ready()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+
+	var body []byte
+	if batch == 1 {
+		body = []byte(`{"data":{"temp":21.5,"unit":"C","sensor":"s-17"}}`)
+	} else {
+		body = []byte("[" + strings.TrimSuffix(strings.Repeat(`{"data":{"temp":21.5,"unit":"C","sensor":"s-17"}},`, batch), ",") + "]")
+	}
+	client := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 64}
+	url := "http://" + ln.Addr().String() + "/api/v1/events?ack=memory"
+	var mu sync.Mutex
+	hist := hdrhistogram.New(1, int64(10*time.Second), 3)
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		local := hdrhistogram.New(1, int64(10*time.Second), 3)
+		req := fasthttp.AcquireRequest()
+		res := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(res)
+		req.SetRequestURI(url)
+		req.Header.SetMethod("POST")
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(body)
+		for pb.Next() {
+			t0 := time.Now()
+			if err := client.Do(req, res); err != nil {
+				b.Error(err)
+				return
+			}
+			_ = local.RecordValue(int64(time.Since(t0)))
+			if res.StatusCode() != 200 {
+				b.Errorf("status %d: %s", res.StatusCode(), res.Body())
+				return
+			}
+		}
+		mu.Lock()
+		hist.Merge(local)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(b.N*batch)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(hist.ValueAtQuantile(50)), "p50-ns")
+	b.ReportMetric(float64(hist.ValueAtQuantile(99)), "p99-ns")
+	if in := a.Pipeline().Status().EventsIn; in != uint64(b.N*batch) {
+		b.Errorf("stored %d events, sent %s", in, strconv.Itoa(b.N*batch))
+	}
+}
