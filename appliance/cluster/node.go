@@ -288,6 +288,19 @@ func (n *Node) Start(ctx context.Context) error {
 	n.startedAt = time.Now()
 	n.mu.Unlock()
 
+	if bind := net.ParseIP(n.conf.BindAddr); bind.IsUnspecified() && n.conf.AdvertiseAddr == "" {
+		adv, note, err := chooseAdvertise(n.conf.BindAddr)
+		if err != nil {
+			return fmt.Errorf("cluster: no usable advertise address for gossip bound to %s: set [cluster] advertise_addr to the IP other nodes should use: %w",
+				net.JoinHostPort(n.conf.BindAddr, strconv.Itoa(n.s.opts.BindPort)), err)
+		}
+		n.conf.AdvertiseAddr = adv
+		if note != "" {
+			n.log.Warn("gossip advertise address chosen", "addr", adv, "note", note)
+		} else {
+			n.log.Info("gossip advertise address chosen", "addr", adv)
+		}
+	}
 	tr, err := newTransport(n.conf.BindAddr, n.conf.BindPort, n.conf.Logger)
 	if err != nil {
 		return n.startError(err)

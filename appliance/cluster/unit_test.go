@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -376,4 +377,57 @@ func TestHTTPSeedResolverErrors(t *testing.T) {
 	if _, err := r(ctx, "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), `seed "127.0.0.1:1"`) {
 		t.Errorf("refused: %v", err)
 	}
+}
+
+func TestPickAdvertise(t *testing.T) {
+	nets := func(cidrs ...string) []net.Addr {
+		var out []net.Addr
+		for _, c := range cidrs {
+			ip, ipn, err := net.ParseCIDR(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ipn.IP = ip
+			out = append(out, ipn)
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		addrs  []net.Addr
+		v6     bool
+		want   string
+		noted  bool
+		failed bool
+	}{
+		{"private v4 wins over ULA", nets("127.0.0.1/8", "fd00::2/64", "192.0.2.2/24", "10.1.2.3/8"), false, "10.1.2.3", false, false},
+		{"ULA ignored on a v4 bind", nets("127.0.0.1/8", "fd00::2/64", "192.0.2.2/24"), false, "192.0.2.2", true, false},
+		{"loopback only", nets("127.0.0.1/8", "::1/128"), false, "127.0.0.1", true, false},
+		{"v6 bind takes v4 first", nets("fd00::2/64", "192.168.1.5/24"), true, "192.168.1.5", false, false},
+		{"v6 bind, v6 only", nets("fd00::2/64", "::1/128"), true, "fd00::2", false, false},
+		{"nothing", nets("fe80::1/64"), false, "", false, true},
+	}
+	for _, c := range cases {
+		ip, note, err := pickAdvertise(c.addrs, c.v6)
+		if (err != nil) != c.failed || (err == nil && ip.String() != c.want) || (note != "") != c.noted {
+			t.Errorf("%s: %v %q %v", c.name, ip, note, err)
+		}
+	}
+}
+
+func TestStartOnUnspecifiedBindAdvertisesReachableAddress(t *testing.T) {
+	o := fastOpts("any", "0.0.0.0")
+	n := startNode(t, o)
+	host, _, err := net.SplitHostPort(n.GossipAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.To4() == nil || ip.IsUnspecified() {
+		t.Fatalf("advertised %s for a 0.0.0.0 bind", n.GossipAddr())
+	}
+	// And it is reachable: a node on loopback joins through it.
+	p := fastOpts("peer", "127.0.0.1")
+	p.Seeds = []string{n.GossipAddr()}
+	peer := startNode(t, p)
+	waitFor(t, 10*time.Second, "join via the advertised address", allSee([]*Node{n, peer}, []string{"any", "peer"}, StateAlive))
 }
