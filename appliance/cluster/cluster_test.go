@@ -670,3 +670,34 @@ func TestSetSeedsJoinsOnNextRound(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "joined after SetSeeds", allSee([]*Node{a, b}, []string{"a", "b"}, StateAlive))
 }
+
+// TestSeedReadmeExample mirrors the seed README's three local appliances:
+// `-p 8081 --cluster`, `-p 8082 --cluster --seed-nodes 127.0.0.1:8081`,
+// `-p 8080 --cluster --seed-nodes "127.0.0.1:8081,127.0.0.1:8082"`: gossip
+// bound to 0.0.0.0, seeds given as the other nodes' HTTP API addresses, each
+// API serving cluster.gossip_addr in its node info.
+func TestSeedReadmeExample(t *testing.T) {
+	serveInfo := func(n *Node) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != NodeInfoPath {
+				http.NotFound(w, r)
+				return
+			}
+			fmt.Fprintf(w, `{"node_id":%q,"cluster":{"gossip_addr":%q}}`, n.ID(), n.GossipAddr())
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	hostport := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+	a := startNode(t, fastOpts("node-8081", "0.0.0.0"))
+	apiA := serveInfo(a)
+	ob := fastOpts("node-8082", "0.0.0.0")
+	ob.Seeds = []string{hostport(apiA)}
+	b := startNode(t, ob)
+	apiB := serveInfo(b)
+	oc := fastOpts("node-8080", "0.0.0.0")
+	oc.Seeds = []string{hostport(apiA), hostport(apiB)}
+	c := startNode(t, oc)
+	all := []*Node{a, b, c}
+	waitFor(t, 15*time.Second, "the README's three nodes form one cluster", allSee(all, ids(all), StateAlive))
+}
