@@ -134,8 +134,9 @@ func (n *Node) maintLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			_ = n.RefreshMeta() // logged inside; the previous metadata stays
+			n.reap(now)
 		case <-n.metaCh:
 			_ = n.RefreshMeta()
 		case <-n.dirtyCh:
@@ -238,6 +239,22 @@ func (n *Node) dispatchLoop(ctx context.Context) {
 		slices.Sort(ids)
 		for _, id := range ids {
 			n.s.opts.OnModulesChanged(id, pending[id])
+		}
+	}
+}
+
+// reapAfter is how long a dead or left member stays listed (and a dead one's
+// address is re-joined) before it is forgotten.
+const reapAfter = 24 * time.Hour
+
+// reap forgets members dead or left for longer than reapAfter.
+func (n *Node) reap(now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, r := range n.members {
+		if (r.state == StateDead || r.state == StateLeft) && now.Sub(r.lastChange) > reapAfter {
+			delete(n.members, id)
+			n.log.Info("forgot member", "member", id, "state", string(r.state), "since", r.lastChange)
 		}
 	}
 }

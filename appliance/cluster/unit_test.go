@@ -431,3 +431,28 @@ func TestStartOnUnspecifiedBindAdvertisesReachableAddress(t *testing.T) {
 	peer := startNode(t, p)
 	waitFor(t, 10*time.Second, "join via the advertised address", allSee([]*Node{n, peer}, []string{"any", "peer"}, StateAlive))
 }
+
+func TestReapForgetsLongDeadMembers(t *testing.T) {
+	n, err := New(Options{NodeID: "me"}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for id, r := range map[string]*memberRec{
+		"old-dead": {state: StateDead, lastChange: now.Add(-25 * time.Hour)},
+		"old-left": {state: StateLeft, lastChange: now.Add(-25 * time.Hour)},
+		"new-dead": {state: StateDead, lastChange: now.Add(-time.Hour)},
+		"old-up":   {state: StateAlive, lastChange: now.Add(-48 * time.Hour)},
+	} {
+		r.id = id
+		n.members[id] = r
+	}
+	n.reap(now)
+	var left []string
+	for _, m := range n.Members() {
+		left = append(left, m.ID)
+	}
+	if !slices.Equal(left, []string{"new-dead", "old-up"}) {
+		t.Errorf("after reap: %v", left)
+	}
+}
