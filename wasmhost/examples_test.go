@@ -43,7 +43,7 @@ func loadExample(t *testing.T, name, manifest string) *Module {
 }
 
 func TestCommittedManifestsParse(t *testing.T) {
-	for _, name := range []string{"passthrough", "filter", "router", "aggregator", "wat-counter"} {
+	for _, name := range []string{"passthrough", "filter", "router", "aggregator", "enricher", "wat-counter"} {
 		if _, err := LoadManifest("../modules/" + name + ".toml"); err != nil {
 			t.Error(err)
 		}

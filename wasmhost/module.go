@@ -151,9 +151,12 @@ func (m *Module) Name() string { return m.man.Name }
 // SHA256 is the hex sha256 of the module's wasm binary.
 func (m *Module) SHA256() string { return m.sum }
 
+// initCallKey marks the context of start-up calls (bounded by init_timeout).
+type initCallKey struct{}
+
 // newInstance instantiates the module and runs the ABI start-up sequence.
 func (m *Module) newInstance(ctx context.Context) (_ *instance, err error) {
-	ictx, cancel := context.WithTimeout(ctx, time.Duration(m.man.InitTimeout))
+	ictx, cancel := context.WithTimeout(context.WithValue(ctx, initCallKey{}, true), time.Duration(m.man.InitTimeout))
 	defer cancel()
 	cfg := wazero.NewModuleConfig().
 		WithName("").
@@ -261,7 +264,11 @@ func (m *Module) callErr(ctx, cctx context.Context, err error) error {
 		return fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	if errors.Is(cctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w after %v", ErrTimeout, time.Duration(m.man.Timeout))
+		limit := time.Duration(m.man.Timeout)
+		if cctx.Value(initCallKey{}) != nil {
+			limit = time.Duration(m.man.InitTimeout)
+		}
+		return fmt.Errorf("%w after %v", ErrTimeout, limit)
 	}
 	return fmt.Errorf("%w: %v", ErrTrap, err)
 }

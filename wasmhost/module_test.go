@@ -72,6 +72,7 @@ func TestHostileIsolation(t *testing.T) {
 		{"B", ErrMalformedOutput, true},
 		{"X", ErrGuestFailed, false},
 		{"H", ErrOutputOverflow, false},
+		{"U", ErrMalformedOutput, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.poison, func(t *testing.T) {
@@ -281,6 +282,8 @@ func TestLoadErrors(t *testing.T) {
 		{"undeclared capability", "../modules/wat-counter.wasm", `name = "wat-counter"`, `capability "metrics"`, nil},
 		{"not wasm", "", `name = "x"`, "not a WebAssembly binary", []byte("#!/bin/sh\necho hi\n")},
 		{"half written", hostileWasm, `name = "hostile"`, "compile", nil},
+		{"command not reactor", "testdata/command.wasm", `name = "command"`, "exports _start", nil},
+		{"endless init", "testdata/initloop.wasm", "name = \"initloop\"\ninit_timeout = \"200ms\"", "bb_init: call timed out after 200ms", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@
 ;;   'B' malformed output (record size 7)        'X' return -1 (batch failed)
 ;;   'E' error record "bad event"      'H' output never fits (return -2)
 ;;   'D' explicit drop                 'M' emit a copy of the data + forward to route 1
+;;   'U' claim an output longer than the output buffer
 ;;   anything else (or empty data): forward to the default output.
 (module
   (memory (export "memory") 3)
@@ -58,6 +59,7 @@
           (i32.store (global.get $out) (i32.const 7))
           (return (i32.const 24))))
         (if (i32.eq (local.get $c) (i32.const 88)) (then (return (i32.const -1)))) ;; 'X'
+        (if (i32.eq (local.get $c) (i32.const 85)) (then (return (i32.const 0x7fffffff)))) ;; 'U'
         (if (i32.eq (local.get $c) (i32.const 72)) (then (return (i32.const -2)))) ;; 'H'
         (if (i32.eq (local.get $c) (i32.const 69)) (then                        ;; 'E'
           (memory.copy (i32.add (local.get $o) (i32.const 24)) (i32.const 16) (i32.const 9))
