@@ -324,3 +324,27 @@ capabilities = ["metrics"]`)
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestEndlessLoopsAreBounded: a module that loops on every event costs at
+// most quarantine_after timeouts per batch, then is quarantined.
+func TestEndlessLoopsAreBounded(t *testing.T) {
+	m := loadModule(t, hostileWasm, `name = "hostile"
+timeout = "50ms"
+quarantine_after = 3`)
+	datas := make([]string, 64)
+	for i := range datas {
+		datas[i] = "L"
+	}
+	var c collector
+	if err := m.Process(context.Background(), events(datas...), c.emit); err != nil {
+		t.Fatal(err)
+	}
+	st := m.Stats()
+	if !st.Quarantined || c.kinds()[OutputDeadLetter] != 64 {
+		t.Fatalf("quarantined %v, %d dead letters", st.Quarantined, c.kinds()[OutputDeadLetter])
+	}
+	// log2(64) calls to isolate the first event, then one per event until 3.
+	if st.Timeouts > 12 {
+		t.Errorf("%d timed-out calls for one batch; want the bisection bounded by the quarantine", st.Timeouts)
+	}
+}

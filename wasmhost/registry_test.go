@@ -116,65 +116,76 @@ func TestRegistryLoadAllAndStatus(t *testing.T) {
 	}
 }
 
-// TestRegistryHotSwapUnderLoad swaps a module while batches flow: every
-// event is processed exactly once, by exactly one version, versions in
-// order.
+// TestRegistryHotSwapUnderLoad swaps a module while two producers push
+// batches: every event is processed exactly once, by exactly one version,
+// and each producer sees the versions in order.
 func TestRegistryHotSwapUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	atomicWrite(t, dir, "hot.wasm", mustRead(t, hostileWasm))
-	atomicWrite(t, dir, "hot.toml", []byte(v1Manifest))
+	atomicWrite(t, dir, "hot.toml", []byte(v1Manifest+"instances = 2\n"))
 	ch := newChanges()
 	r, stop := startRegistry(t, dir, ch)
 	defer stop()
 	ch.wait(t, "hot", ChangeAdded)
 	s, _ := r.Stage("hot")
 
+	var mu sync.Mutex
 	seen := map[uint64]string{}
-	var order []string
-	var seq uint64
-	var swapped time.Time
-	produce := func() {
-		evs := make([]Event, 8)
-		for i := range evs {
-			seq++
-			evs[i] = Event{Seq: seq, Data: []byte(fmt.Sprintf("e%d", seq))}
-		}
-		if err := s.Process(context.Background(), evs, func(o Output) {
-			if o.Kind != OutputForward {
-				t.Errorf("unexpected output %+v", o)
-				return
+	var produced [2]uint64
+	stopProducers := make(chan struct{})
+	var wg sync.WaitGroup
+	for p := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var order []string
+			seq := uint64(p) << 40
+			for {
+				select {
+				case <-stopProducers:
+					if fmt.Sprint(order) != "[1 2]" {
+						t.Errorf("producer %d saw versions %v, want [1 2]", p, order)
+					}
+					return
+				default:
+				}
+				evs := make([]Event, 8)
+				for i := range evs {
+					seq++
+					evs[i] = Event{Seq: seq, Data: []byte(fmt.Sprintf("e%d", seq))}
+				}
+				produced[p] += uint64(len(evs))
+				if err := s.Process(context.Background(), evs, func(o Output) {
+					if o.Kind != OutputForward {
+						t.Errorf("unexpected output %+v", o)
+						return
+					}
+					mu.Lock()
+					if prev, dup := seen[o.Event.Seq]; dup {
+						t.Errorf("seq %d processed twice (%s, %s)", o.Event.Seq, prev, o.Version)
+					}
+					seen[o.Event.Seq] = o.Version
+					mu.Unlock()
+					if len(order) == 0 || order[len(order)-1] != o.Version {
+						order = append(order, o.Version)
+					}
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(100 * time.Microsecond)
 			}
-			if prev, dup := seen[o.Event.Seq]; dup {
-				t.Errorf("seq %d processed twice (%s, %s)", o.Event.Seq, prev, o.Version)
-			}
-			seen[o.Event.Seq] = o.Version
-			if len(order) == 0 || order[len(order)-1] != o.Version {
-				order = append(order, o.Version)
-			}
-		}); err != nil {
-			t.Fatal(err)
-		}
+		}()
 	}
-	for range 20 {
-		produce()
-	}
+	time.Sleep(50 * time.Millisecond)
 	atomicWrite(t, dir, "hot.wasm", mustRead(t, "../modules/wat-counter.wasm"))
-	atomicWrite(t, dir, "hot.toml", []byte(v2Manifest))
-	for swapped.IsZero() || time.Since(swapped) < 100*time.Millisecond {
-		produce()
-		if swapped.IsZero() && s.Stats().Version == "2" {
-			swapped = time.Now()
-		}
-		if seq > 1_000_000 {
-			t.Fatal("no swap")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if uint64(len(seen)) != seq {
-		t.Errorf("%d of %d events processed", len(seen), seq)
-	}
-	if fmt.Sprint(order) != "[1 2]" {
-		t.Errorf("version order %v, want [1 2]", order)
+	atomicWrite(t, dir, "hot.toml", []byte(v2Manifest+"instances = 2\n"))
+	ch.wait(t, "hot", ChangeReplaced)
+	time.Sleep(50 * time.Millisecond)
+	close(stopProducers)
+	wg.Wait()
+	if total := produced[0] + produced[1]; uint64(len(seen)) != total {
+		t.Errorf("%d of %d events processed", len(seen), total)
 	}
 	if s.Stats().Counters["events"] == 0 {
 		t.Error("v2 counter not counting")
