@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/badbatch/badbatch/appliance/api"
 	"github.com/badbatch/badbatch/appliance/buildinfo"
+	"github.com/badbatch/badbatch/appliance/journal"
 	"github.com/badbatch/badbatch/appliance/metrics"
 	"github.com/badbatch/badbatch/appliance/pipeline"
 	"github.com/badbatch/badbatch/appliance/sdnotify"
@@ -97,12 +99,15 @@ type Appliance struct {
 	started time.Time
 
 	lock    *statedir.Lock
+	journal *journal.Journal // nil when journal.enabled = false
+	jstage  *journalStage
 	ln      net.Listener
 	pipe    *pipeline.Pipeline
 	metrics *metrics.Metrics
 	server  *api.Server
 	notify  *sdnotify.Notifier
 
+	acks    []string // ack levels this node honours
 	phase   atomic.Int32
 	ready   chan struct{}
 	runOnce atomic.Bool
@@ -145,14 +150,35 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 			return 0
 		},
 	})
+	stages := a.opts.stages
+	var base int64
+	var archive pipeline.Archive
+	acks := []string{"memory"}
+	if cfg.Journal.Enabled {
+		a.journal, err = openJournal(cfg, a.lock.Dir(), logger)
+		if err != nil {
+			return nil, fmt.Errorf("appliance: %w", err)
+		}
+		base = a.journal.LastSequence() + 1
+		archive = journalArchive{a.journal}
+		a.jstage = newJournalStage(a.journal, logger.With("component", "journal-stage"))
+		stages = append([][]pipeline.Stage{{{Name: "journal", Handler: a.jstage}}}, stages...)
+		acks = append(acks, "durable")
+		logger.Info("journal open", "dir", filepath.Join(a.lock.Dir(), "journal"), "fsync", cfg.Journal.Fsync,
+			"last_sequence", a.journal.LastSequence(), "earliest", a.journal.Earliest(), "next_sequence", base)
+	}
+	acks = append(acks, a.opts.acks...)
+	a.acks = acks
 	a.pipe, err = pipeline.New(pipeline.Options{
+		Base:              base,
+		Archive:           archive,
 		BufferSize:        cfg.Ring.BufferSize,
 		WaitStrategy:      cfg.Ring.WaitStrategy,
 		MaxEventSize:      int(cfg.Ring.MaxEventSize),
 		PinCPUs:           cfg.Ring.PinCPUs,
 		IdempotencyWindow: cfg.API.IdempotencyWindow,
 		MaxProducers:      cfg.API.MaxProducers,
-		Stages:            a.opts.stages,
+		Stages:            stages,
 		Latency:           a.metrics.PublishLatency,
 		Logger:            logger,
 	})
@@ -160,8 +186,12 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 		return nil, fmt.Errorf("appliance: %w", err)
 	}
 
-	acks := append([]string{"memory"}, a.opts.acks...)
+	var durable func(context.Context, int64) error
+	if a.journal != nil {
+		durable = durableWaiter(a.journal)
+	}
 	a.server, err = api.New(api.Options{
+		Durable:      durable,
 		Pipeline:     a.pipe,
 		Metrics:      a.metrics,
 		Logger:       logger,
@@ -198,6 +228,9 @@ func (a *Appliance) closeEarly() {
 	if a.ln != nil && a.opts.listener == nil {
 		_ = a.ln.Close()
 	}
+	if a.journal != nil {
+		_ = a.journal.Close()
+	}
 	if a.lock != nil {
 		_ = a.lock.Release()
 	}
@@ -231,8 +264,8 @@ func (a *Appliance) warnings(cfg config.Config, acks []string) {
 	if a.limits(cfg, acks).DefaultAck != cfg.Journal.DefaultAck {
 		a.log.Warn("journal.default_ack is not available in this build; requests without ?ack= are acknowledged in memory", "configured", cfg.Journal.DefaultAck, "available", acks)
 	}
-	if cfg.Journal.Enabled && len(acks) == 1 {
-		a.log.Warn("journal is not wired into this build: accepted events live only in memory until consumed")
+	if !cfg.Journal.Enabled {
+		a.log.Warn("journal disabled (journal.enabled = false): accepted events live only in memory; ack=durable is unavailable")
 	}
 	if fi, err := os.Stat(cfg.Modules.Dir); err == nil && fi.IsDir() && len(a.opts.stages) == 0 {
 		a.log.Info("modules directory present; no WASM host is wired into this build, handlers are not loaded", "dir", cfg.Modules.Dir)
@@ -344,11 +377,25 @@ func (a *Appliance) shutdown(timeout time.Duration) error {
 	pending := a.pipe.Pending()
 	a.log.Info("draining ring", "pending_events", pending)
 	step("drain ring and stop processors", func(ctx context.Context) error {
+		if a.jstage != nil {
+			// A journal that keeps failing must not hold the drain past the deadline.
+			stopAbort := context.AfterFunc(ctx, a.jstage.abort)
+			defer stopAbort()
+		}
 		if err := a.pipe.Shutdown(ctx); err != nil {
 			return fmt.Errorf("%w (%d events not processed)", err, a.pipe.Pending())
 		}
 		return nil
 	})
+	if a.journal != nil {
+		step("flush and close journal", func(context.Context) error {
+			if err := a.journal.Close(); err != nil {
+				return err
+			}
+			a.log.Info("journal closed", "durable_sequence", a.journal.Durable())
+			return nil
+		})
+	}
 	step("close HTTP server", a.server.Shutdown)
 	if a.opts.listener == nil {
 		_ = a.ln.Close()
@@ -372,8 +419,7 @@ func (a *Appliance) Reload(cfg config.Config) error {
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return fmt.Errorf("appliance: reload: log.level: %w", err)
 	}
-	acks := append([]string{"memory"}, a.opts.acks...)
-	if err := a.server.SetLimits(a.limits(cfg, acks)); err != nil {
+	if err := a.server.SetLimits(a.limits(cfg, a.acks)); err != nil {
 		return fmt.Errorf("appliance: reload: %w", err)
 	}
 	if a.opts.level != nil {

@@ -179,7 +179,7 @@ func TestSeedReadmeExamples(t *testing.T) {
 	// POST /api/v1/events, Content-Type: application/json, the README body.
 	r := n.postJSON("/api/v1/events", "{\n  \"data\": \"your_event_data\",\n  \"sequence\": 12345\n}")
 	wantCode(t, r, 200)
-	if m := r.json(t); m["sequence"] != 0.0 || m["ack"] != "memory" {
+	if m := r.json(t); m["sequence"] != 0.0 || m["ack"] != "durable" { // journal.default_ack
 		t.Errorf("publish answer %s", r.body)
 	}
 	for i := 1; i <= 200; i++ {
@@ -214,7 +214,7 @@ func TestSeedReadmeExamples(t *testing.T) {
 	if err := json.Unmarshal(r.body, &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Ring.Capacity != 1024 || st.Ring.Cursor != 200 || st.Ring.EventsIn != 201 || st.Ring.WaitStrategy != "blocking" || len(st.Ring.Consumers) != 1 {
+	if st.Ring.Capacity != 1024 || st.Ring.Cursor != 200 || st.Ring.EventsIn != 201 || st.Ring.WaitStrategy != "blocking" || len(st.Ring.Consumers) != 2 || st.Ring.Consumers[0].Name != "journal" {
 		t.Errorf("status %s", r.body)
 	}
 	// GET /api/v1/cluster/nodes
@@ -258,22 +258,22 @@ func TestSeedReadmeExamples(t *testing.T) {
 
 func TestBatchesNDJSONGzipAndIdempotency(t *testing.T) {
 	n := start(t, testConfig(t))
-	r := n.postJSON("/api/v1/events", `[{"data":{"t":1},"producer":"dev1","sequence":1},{"data":2,"producer":"dev1","sequence":2},{"data":3}]`)
+	r := n.postJSON("/api/v1/events?ack=memory", `[{"data":{"t":1},"producer":"dev1","sequence":1},{"data":2,"producer":"dev1","sequence":2},{"data":3}]`)
 	wantCode(t, r, 200)
 	if string(r.body) != `{"ack":"memory","accepted":3,"duplicates":0,"rejected":0,"results":[{"sequence":0},{"sequence":1},{"sequence":2}]}` {
 		t.Errorf("batch answer %s", r.body)
 	}
 	// Retry of the same batch, producer from the header this time, plus one new event: duplicates keep their sequences.
-	r = n.do("POST", "/api/v1/events", []byte("{\"data\":2,\"sequence\":2}\n\n{\"data\":{\"t\":1},\"sequence\":1}\n{\"data\":4,\"sequence\":3}\n"),
+	r = n.do("POST", "/api/v1/events?ack=memory", []byte("{\"data\":2,\"sequence\":2}\n\n{\"data\":{\"t\":1},\"sequence\":1}\n{\"data\":4,\"sequence\":3}\n"),
 		"Content-Type", "application/x-ndjson", "X-Producer-ID", "dev1")
 	wantCode(t, r, 200)
 	if string(r.body) != `{"ack":"memory","accepted":1,"duplicates":2,"rejected":0,"results":[{"sequence":1,"duplicate":true},{"sequence":0,"duplicate":true},{"sequence":3}]}` {
 		t.Errorf("ndjson retry answer %s", r.body)
 	}
 	// Single-event retry.
-	r = n.postJSON("/api/v1/events", `{"data":2,"producer":"dev1","sequence":2}`)
+	r = n.postJSON("/api/v1/events?ack=durable", `{"data":2,"producer":"dev1","sequence":2}`)
 	wantCode(t, r, 200)
-	if string(r.body) != `{"sequence":1,"duplicate":true,"ack":"memory"}` {
+	if string(r.body) != `{"sequence":1,"duplicate":true,"ack":"durable"}` {
 		t.Errorf("single retry answer %s", r.body)
 	}
 	// gzip body.
@@ -335,7 +335,6 @@ func TestBadInput(t *testing.T) {
 		{"wrong content type", "POST", "/api/v1/events", `{"data":1}`, []string{"Content-Type", "text/plain"}, 415, "Content-Type"},
 		{"form content type", "POST", "/api/v1/events", `{"data":1}`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "Content-Type"},
 		{"brotli", "POST", "/api/v1/events", `{"data":1}`, []string{"Content-Type", "application/json", "Content-Encoding", "br"}, 415, "Content-Encoding"},
-		{"ack durable", "POST", "/api/v1/events?ack=durable", `{"data":1}`, []string{"Content-Type", "application/json"}, 400, "ack=durable is not available"},
 		{"ack processed", "POST", "/api/v1/events?ack=processed", `{"data":1}`, []string{"Content-Type", "application/json"}, 400, "ack=processed is not available"},
 		{"ack bogus", "POST", "/api/v1/events?ack=sometimes", `{"data":1}`, []string{"Content-Type", "application/json"}, 400, "invalid ack"},
 		{"long producer header", "POST", "/api/v1/events", `{"data":1}`, []string{"Content-Type", "application/json", "X-Producer-ID", strings.Repeat("p", 300)}, 400, "X-Producer-ID"},
@@ -402,15 +401,15 @@ func TestFullRing429ThenRecovers(t *testing.T) {
 		t.Errorf("429 body %s", r.body)
 	}
 	// Partial batch: nothing fits, all rejected.
-	r = n.postJSON("/api/v1/events", `[{"data":1},{"data":2}]`)
+	r = n.postJSON("/api/v1/events?ack=memory", `[{"data":1},{"data":2}]`)
 	wantCode(t, r, 429)
 	if !strings.Contains(string(r.body), `"rejected":2`) {
 		t.Errorf("batch 429 body %s", r.body)
 	}
 	st := n.do("GET", "/api/v1/status", nil).json(t)
 	ring := st["ring"].(map[string]any)
-	cons := ring["consumers"].([]any)[0].(map[string]any)
-	if ring["remaining_capacity"] != 0.0 || cons["name"] != "slow" || ring["rejected"] != 3.0 {
+	cons := ring["consumers"].([]any)[1].(map[string]any)
+	if ring["remaining_capacity"] != 0.0 || cons["name"] != "slow" || cons["lag"] != 8.0 || ring["rejected"] != 3.0 {
 		t.Errorf("status while full: %v", ring)
 	}
 	g.release()
@@ -423,13 +422,15 @@ func TestFullRing429ThenRecovers(t *testing.T) {
 		}
 	}
 	wantCode(t, r, 200)
-	if string(r.body) != `{"sequence":8,"ack":"memory"}` {
+	if string(r.body) != `{"sequence":8,"ack":"durable"}` {
 		t.Errorf("after release: %s", r.body)
 	}
 }
 
 func TestRangesGone410(t *testing.T) {
 	cfg := testConfig(t)
+	cfg.Journal.Enabled = false // ring only: older ranges are gone
+	cfg.Journal.DefaultAck = "memory"
 	cfg.Ring.BufferSize = 16
 	cfg.API.ReadLimit = 5
 	n := start(t, cfg)
@@ -662,5 +663,77 @@ func TestStateDirLockedBySecondNode(t *testing.T) {
 	_, err := New(cfg, nil, WithListener(nil))
 	if err == nil || !strings.Contains(err.Error(), cfg.Node.DataDir) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Fatalf("second node on the same dir: %v", err)
+	}
+}
+
+func TestJournalDisabledRefusesDurable(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Journal.Enabled = false
+	n := start(t, cfg)
+	r := n.postJSON("/api/v1/events?ack=durable", `{"data":1}`)
+	wantCode(t, r, 400)
+	if !strings.Contains(r.json(t)["error"].(string), "ack=durable is not available") {
+		t.Errorf("body %s", r.body)
+	}
+	// The configured default (durable) falls back to memory, said in the answer and the log.
+	r = n.postJSON("/api/v1/events", `{"data":1}`)
+	wantCode(t, r, 200)
+	if r.json(t)["ack"] != "memory" || !strings.Contains(n.logs.String(), "journal.default_ack is not available") {
+		t.Errorf("default ack answer %s", r.body)
+	}
+}
+
+// TestJournalRestart: acknowledged events survive a restart, numbering
+// continues after the journal's last sequence, and ranges older than the
+// new ring are served from the journal.
+func TestJournalRestart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Ring.BufferSize = 16
+	n := start(t, cfg)
+	for i := 0; i < 5; i++ {
+		wantCode(t, n.postJSON("/api/v1/events?ack=durable", "["+strings.TrimSuffix(strings.Repeat(fmt.Sprintf(`{"data":%d,"producer":"p","key":"k"},`, i), 10), ",")+"]"), 200)
+	}
+	// 50 events: the ring (16) holds 34..49; 0..33 come from the journal.
+	r := n.do("GET", "/api/v1/events?from=0&to=49", nil)
+	wantCode(t, r, 200)
+	if m := r.json(t); m["count"] != 34.0 || m["next"] != 34.0 {
+		t.Errorf("journal-backed read %s", r.body[:min(len(r.body), 300)])
+	}
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(n.logs.String(), "flush and close journal") {
+		t.Error("journal close not logged")
+	}
+
+	n2 := start(t, cfg)
+	r = n2.postJSON("/api/v1/events", `{"data":"after restart"}`)
+	wantCode(t, r, 200)
+	if string(r.body) != `{"sequence":50,"ack":"durable"}` {
+		t.Errorf("first publish after restart %s", r.body)
+	}
+	r = n2.do("GET", "/api/v1/events?from=10&to=12", nil)
+	wantCode(t, r, 200)
+	var got struct {
+		Events []struct {
+			Sequence int64           `json:"sequence"`
+			Producer string          `json:"producer"`
+			Key      string          `json:"key"`
+			Data     json.RawMessage `json:"data"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Events) != 3 || got.Events[0].Sequence != 10 || string(got.Events[0].Data) != "1" || got.Events[0].Producer != "p" || got.Events[0].Key != "k" {
+		t.Errorf("old events after restart %s", r.body)
+	}
+	r = n2.do("GET", "/api/v1/events?from=50&to=50", nil)
+	if !strings.Contains(string(r.body), `"after restart"`) {
+		t.Errorf("new event %s", r.body)
+	}
+	st := n2.do("GET", "/api/v1/status", nil).json(t)
+	if st["ring"].(map[string]any)["cursor"] != 50.0 || st["node"].(map[string]any)["journal"].(map[string]any)["durable_sequence"] != 50.0 {
+		t.Errorf("status after restart %v", st)
 	}
 }

@@ -122,7 +122,7 @@ func (a *Appliance) nodeInfo() any {
 				"auth": auth, "max_batch": cfg.API.MaxBatch, "read_limit": cfg.API.ReadLimit,
 				"idempotency_window": cfg.API.IdempotencyWindow, "max_producers": cfg.API.MaxProducers,
 			},
-			"journal": map[string]any{"enabled": cfg.Journal.Enabled, "wired": len(a.opts.acks) > 0, "default_ack": cfg.Journal.DefaultAck},
+			"journal": map[string]any{"enabled": cfg.Journal.Enabled, "fsync": cfg.Journal.Fsync, "default_ack": cfg.Journal.DefaultAck, "ack_levels": a.acks},
 			"modules": map[string]any{"dir": cfg.Modules.Dir, "hot_reload": cfg.Modules.HotReload, "wasm_stages": len(a.opts.stages)},
 			"log":     map[string]any{"level": cfg.Log.Level, "format": cfg.Log.Format},
 		},
@@ -152,11 +152,20 @@ func (a *Appliance) clusterNodes() any {
 }
 
 func (a *Appliance) nodeStatus() any {
-	return map[string]any{
+	m := map[string]any{
 		"node_id":        a.Config().Node.ID,
 		"phase":          a.Phase().String(),
 		"uptime_seconds": time.Since(a.started).Seconds(),
+		"ack_levels":     a.acks,
 	}
+	if j := a.journal; j != nil {
+		js := map[string]any{"durable_sequence": j.Durable(), "last_sequence": j.LastSequence(), "earliest": j.Earliest(), "healthy": j.Err() == nil}
+		if err := j.Err(); err != nil {
+			js["error"] = err.Error()
+		}
+		m["journal"] = js
+	}
+	return m
 }
 
 func (a *Appliance) liveChecks() []api.Check {
@@ -170,6 +179,13 @@ func (a *Appliance) readyChecks() []api.Check {
 	ok, detail := a.pipe.ProcessorsOK()
 	checks = append(checks, api.Check{Name: "event_processors", OK: ok, Detail: detail})
 	checks = append(checks, api.Check{Name: "state_directory", OK: true, Detail: "locked: " + a.lock.Dir()})
+	if j := a.journal; j != nil {
+		jc := api.Check{Name: "journal", OK: j.Err() == nil, Detail: "durable to sequence " + strconv.FormatInt(j.Durable(), 10)}
+		if err := j.Err(); err != nil {
+			jc.Detail = err.Error()
+		}
+		checks = append(checks, jc)
+	}
 	st := a.pipe.Status()
 	checks = append(checks, api.Check{Name: "ring", OK: true, Detail: strconv.FormatInt(st.RemainingCapacity, 10) + " of " + strconv.FormatInt(st.Capacity, 10) + " slots free"})
 	return checks

@@ -107,9 +107,11 @@ func (s *Server) publish(c *fiber.Ctx) error {
 	case "memory":
 	case "durable", "processed":
 		if !s.ackSupported(ack) {
-			return apiErr(fiber.StatusBadRequest, fmt.Sprintf("ack=%s is not available on this node yet (it needs the %s); use ack=memory", ack, map[string]string{"durable": "journal", "processed": "handler pipeline"}[ack]))
+			return apiErr(fiber.StatusBadRequest, fmt.Sprintf("ack=%s is not available on this node (it needs the %s); use one of %v", ack, map[string]string{"durable": "journal (journal.enabled = true)", "processed": "handler pipeline, not wired in this build"}[ack], s.opts.AckLevels))
 		}
-		return apiErr(fiber.StatusBadRequest, "ack="+ack+" is not wired into the publish path of this build; use ack=memory")
+		if ack == "processed" {
+			return apiErr(fiber.StatusBadRequest, "ack=processed is not wired into the publish path of this build; use ack=memory or ack=durable")
+		}
 	default:
 		return apiErr(fiber.StatusBadRequest, fmt.Sprintf("invalid ack %q: use memory, durable or processed", ack))
 	}
@@ -139,13 +141,13 @@ func (s *Server) publish(c *fiber.Ctx) error {
 		}
 		return apiErr(fiber.StatusBadRequest, err.Error())
 	}
-	max := s.p.MaxEventSize()
+	maxSize := s.p.MaxEventSize()
 	for i := range evs {
 		pr := producer
 		if evs[i].HasProducer {
 			pr = evs[i].Producer
 		}
-		if err := event.Fits(&evs[i], pr, max); err != nil {
+		if err := event.Fits(&evs[i], pr, maxSize); err != nil {
 			return apiErr(fiber.StatusRequestEntityTooLarge, err.Error(), "index", i)
 		}
 	}
@@ -168,6 +170,24 @@ func (s *Server) publish(c *fiber.Ctx) error {
 
 	status := fiber.StatusOK
 	var msg string
+	if perr == nil && ack == "durable" {
+		// Acknowledge only once the highest sequence of the request is
+		// durable (sequences are durable in order).
+		top := int64(-1)
+		for _, r := range res {
+			if r.Outcome != pipeline.Rejected {
+				top = max(top, r.Sequence)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.DurableTimeout)
+		derr := s.opts.Durable(ctx, top)
+		cancel()
+		if derr != nil {
+			status = fiber.StatusServiceUnavailable
+			c.Set(fiber.HeaderRetryAfter, "1")
+			msg = "stored in the ring but not confirmed durable (" + derr.Error() + "); retry with the same producer and sequence to confirm"
+		}
+	}
 	switch {
 	case perr == nil:
 	case errors.Is(perr, pipeline.ErrFull):

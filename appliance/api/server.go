@@ -62,6 +62,10 @@ type Options struct {
 	// Live and Ready report the probes' checks.
 	Live  func() []Check
 	Ready func() []Check
+	// Durable, if set, waits until seq is durable (ack=durable); it must
+	// return when ctx ends. DurableTimeout bounds that wait (default 10s).
+	Durable        func(ctx context.Context, seq int64) error
+	DurableTimeout time.Duration
 }
 
 // Server is the HTTP front end.
@@ -88,6 +92,12 @@ func New(o Options) (*Server, error) {
 	}
 	if len(o.AckLevels) == 0 {
 		o.AckLevels = []string{"memory"}
+	}
+	if o.DurableTimeout <= 0 {
+		o.DurableTimeout = 10 * time.Second
+	}
+	if slices.Contains(o.AckLevels, "durable") && o.Durable == nil {
+		return nil, errors.New("api: ack level durable needs Options.Durable")
 	}
 	s := &Server{opts: o, log: o.Logger, p: o.Pipeline, done: make(chan struct{})}
 	if err := s.SetLimits(o.Limits); err != nil {

@@ -44,6 +44,24 @@ type Options struct {
 	// Latency, if set, observes publish→consume latency in seconds.
 	Latency Observer
 	Logger  *slog.Logger
+	// Base is the sequence of the first event this pipeline stores: a
+	// journal that already holds events up to N continues at N+1. Every
+	// sequence the pipeline shows (results, reads, status, Slot.Seq) is
+	// Base + the ring's own sequence.
+	Base int64
+	// Archive, if set, serves reads of sequences older than the ring holds
+	// (the journal).
+	Archive Archive
+}
+
+// Archive is older storage behind the ring, such as the journal.
+type Archive interface {
+	// Read calls fn for the events from..to (at most limit), in order, and
+	// returns the sequence after the last one delivered. A range older
+	// than the archive holds is a *GoneError.
+	Read(from, to int64, limit int, buf *event.Copy, fn func(*event.Copy) error) (next int64, err error)
+	// Earliest is the oldest sequence the archive holds.
+	Earliest() int64
 }
 
 // Errors returned by Publish and Read.
@@ -343,8 +361,8 @@ func (p *Pipeline) Publish(ctx context.Context, evs []event.Raw, producer []byte
 			if ev.HasProducer {
 				pr = ev.Producer
 			}
-			p.ring.Get(s).Fill(s, now, ev, pr)
-			results[k].Sequence = s
+			p.ring.Get(s).Fill(p.opts.Base+s, now, ev, pr)
+			results[k].Sequence = p.opts.Base + s
 			s++
 		}
 		p.ring.PublishRange(lo, hi)
@@ -492,26 +510,43 @@ type Range struct {
 }
 
 // Read calls fn for each event in from..to (inclusive), at most limit of
-// them, stopping early at the first sequence not yet written. The *Copy
-// passed to fn is reused between calls. from < 0, to < from or limit < 1 is
-// ErrBadRange; from older than the ring holds is a *GoneError.
+// them, stopping early at the first sequence not yet written. Sequences
+// older than the ring holds come from the Archive, if any. The *Copy passed
+// to fn is reused between calls. from < 0, to < from or limit < 1 is
+// ErrBadRange; from older than anything held is a *GoneError.
 func (p *Pipeline) Read(from, to int64, limit int, buf *event.Copy, fn func(*event.Copy) error) (Range, error) {
+	base := p.opts.Base
 	cursor := p.ring.Cursor()
 	size := p.ring.BufferSize()
-	rg := Range{Earliest: max(0, cursor-size+1), Cursor: cursor, Next: from}
+	ringEarliest := base + max(0, cursor-size+1)
+	rg := Range{Earliest: ringEarliest, Cursor: base + cursor, Next: from}
+	if p.opts.Archive != nil {
+		rg.Earliest = min(ringEarliest, p.opts.Archive.Earliest())
+	}
 	if from < 0 || to < from || limit < 1 {
 		return rg, fmt.Errorf("%w: need 0 <= from <= to and limit >= 1 (from=%d to=%d limit=%d)", ErrBadRange, from, to, limit)
 	}
-	if from < rg.Earliest {
-		return rg, &GoneError{From: from, Earliest: rg.Earliest}
+	if from < ringEarliest {
+		if p.opts.Archive == nil {
+			return rg, &GoneError{From: from, Earliest: ringEarliest}
+		}
+		next, err := p.opts.Archive.Read(from, min(to, ringEarliest-1), limit, buf, fn)
+		rg.Next = next
+		return rg, err
 	}
-	last := min(to, cursor, from+int64(limit)-1)
+	last := min(to, base+cursor, from+int64(limit)-1)
 	for s := from; s <= last; s++ {
-		got := p.ring.Get(s).Snapshot(s, buf)
+		got := p.ring.Get(s-base).Snapshot(s, buf)
 		if got > s {
 			// Overwritten while reading.
 			if s == from {
-				e := max(0, p.ring.Cursor()-size+1)
+				e := base + max(0, p.ring.Cursor()-size+1)
+				if p.opts.Archive != nil {
+					// Retry from the archive, which has it (or says it is gone).
+					next, err := p.opts.Archive.Read(from, min(to, e-1), limit, buf, fn)
+					rg.Next = next
+					return rg, err
+				}
 				return rg, &GoneError{From: from, Earliest: e}
 			}
 			break
@@ -529,7 +564,7 @@ func (p *Pipeline) Read(from, to int64, limit int, buf *event.Copy, fn func(*eve
 
 // Processed returns the sequence of the last event every consumer has
 // processed (what live tails may show).
-func (p *Pipeline) Processed() int64 { return p.d.SequenceOf(p.tail).Get() }
+func (p *Pipeline) Processed() int64 { return p.opts.Base + p.d.SequenceOf(p.tail).Get() }
 
 // Updated returns a channel closed the next time consumers make progress.
 // Callers must call Subscribe before using it and Unsubscribe after.
@@ -582,11 +617,12 @@ type Status struct {
 // previous call that was at least one second ago.
 func (p *Pipeline) Status() Status {
 	cursor := p.ring.Cursor()
+	base := p.opts.Base
 	st := Status{
 		Capacity:          p.ring.BufferSize(),
-		Cursor:            cursor,
+		Cursor:            base + cursor,
 		RemainingCapacity: p.ring.RemainingCapacity(),
-		Earliest:          max(0, cursor-p.ring.BufferSize()+1),
+		Earliest:          base + max(0, cursor-p.ring.BufferSize()+1),
 		WaitStrategy:      p.opts.WaitStrategy,
 		ProducerType:      "multi",
 		MaxEventSize:      p.opts.MaxEventSize,
@@ -596,9 +632,12 @@ func (p *Pipeline) Status() Status {
 		Rejected:          p.rejected.Load(),
 		Producers:         p.idem.size(),
 	}
+	if p.opts.Archive != nil {
+		st.Earliest = min(st.Earliest, p.opts.Archive.Earliest())
+	}
 	for _, s := range p.stages {
 		v := s.seq.Get()
-		st.Consumers = append(st.Consumers, ConsumerStatus{Name: s.name, Sequence: v, Lag: max(0, cursor-v)})
+		st.Consumers = append(st.Consumers, ConsumerStatus{Name: s.name, Sequence: base + v, Lag: max(0, cursor-v)})
 	}
 	now := time.Now()
 	p.rateMu.Lock()

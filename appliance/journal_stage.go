@@ -1,0 +1,149 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/badbatch/badbatch/appliance/event"
+	"github.com/badbatch/badbatch/appliance/journal"
+	"github.com/badbatch/badbatch/appliance/pipeline"
+	"github.com/badbatch/badbatch/config"
+)
+
+// journalStage is the ring's first consumer (the LMAX journaller): it
+// appends each event to the journal and commits (group commit, one fsync
+// under fsync = "batch") at the end of every batch. A failing journal is
+// retried, which holds the ring (backpressure: publishers get 429) rather
+// than dropping anything; only an abort at the end of a timed-out shutdown
+// makes it give up.
+type journalStage struct {
+	j     *journal.Journal
+	log   *slog.Logger
+	retry time.Duration
+
+	abortOnce sync.Once
+	aborted   chan struct{}
+	failing   bool
+}
+
+func newJournalStage(j *journal.Journal, log *slog.Logger) *journalStage {
+	return &journalStage{j: j, log: log, retry: 50 * time.Millisecond, aborted: make(chan struct{})}
+}
+
+// abort makes a retrying stage give up (shutdown deadline reached).
+func (s *journalStage) abort() { s.abortOnce.Do(func() { close(s.aborted) }) }
+
+// OnEvent implements disruptor.EventHandler.
+func (s *journalStage) OnEvent(e *event.Slot, _ int64, endOfBatch bool) error {
+	rec := journal.Record{Sequence: e.Seq, Timestamp: e.Timestamp, Producer: e.Producer, Key: e.Key, Data: e.Data}
+	for {
+		err := s.j.Append(rec)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, journal.ErrUnavailable) {
+			return fmt.Errorf("journal append %d: %w", e.Seq, err)
+		}
+		// Buffer full while failing: commit (retrying) and append again.
+		if err := s.commit(); err != nil {
+			return err
+		}
+	}
+	if endOfBatch {
+		return s.commit()
+	}
+	return nil
+}
+
+// commit retries Commit until it succeeds or the stage is aborted.
+func (s *journalStage) commit() error {
+	for {
+		err := s.j.Commit()
+		if err == nil {
+			if s.failing {
+				s.failing = false
+				s.log.Info("journal recovered; commits succeed again")
+			}
+			return nil
+		}
+		if errors.Is(err, journal.ErrClosed) {
+			return fmt.Errorf("journal commit: %w", err)
+		}
+		if !s.failing {
+			s.failing = true
+			s.log.Error("journal commit failed; holding the ring and retrying (publishers will see 429 when it fills)", "err", err)
+		}
+		select {
+		case <-s.aborted:
+			return fmt.Errorf("journal commit abandoned at shutdown: %w", err)
+		case <-time.After(s.retry):
+		}
+	}
+}
+
+// journalArchive serves reads older than the ring from the journal.
+type journalArchive struct{ j *journal.Journal }
+
+func (a journalArchive) Earliest() int64 { return a.j.Earliest() }
+
+func (a journalArchive) Read(from, to int64, limit int, buf *event.Copy, fn func(*event.Copy) error) (int64, error) {
+	if to < from {
+		return from, nil
+	}
+	recs, err := a.j.ReadRange(from, to, limit)
+	if err != nil {
+		var ev *journal.EvictedError
+		if errors.As(err, &ev) {
+			return from, &pipeline.GoneError{From: from, Earliest: a.j.Earliest()}
+		}
+		return from, fmt.Errorf("journal read: %w", err)
+	}
+	next := from
+	for i := range recs {
+		r := &recs[i]
+		*buf = event.Copy{Seq: r.Sequence, Timestamp: r.Timestamp, Producer: r.Producer, Key: r.Key, Data: r.Data}
+		if err := fn(buf); err != nil {
+			return next, err
+		}
+		next = r.Sequence + 1
+	}
+	return next, nil
+}
+
+// openJournal opens <data_dir>/journal with the configured policy.
+func openJournal(cfg config.Config, dataDir string, log *slog.Logger) (*journal.Journal, error) {
+	policy, err := journal.ParseFsyncPolicy(cfg.Journal.Fsync)
+	if err != nil {
+		return nil, err
+	}
+	j, err := journal.Open(journal.Options{
+		Dir:            filepath.Join(dataDir, "journal"),
+		Fsync:          policy,
+		FsyncInterval:  cfg.Journal.FsyncInterval.Duration,
+		SegmentSize:    int64(cfg.Journal.SegmentSize),
+		RetentionBytes: int64(cfg.Journal.RetentionBytes),
+		RetentionAge:   cfg.Journal.RetentionAge.Duration,
+		MaxRecordSize:  int(min(int64(cfg.Ring.MaxEventSize)+2*event.MaxIDLen+64, math.MaxInt32)),
+		Logger:         log.With("component", "journal"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	return j, nil
+}
+
+// durableWaiter adapts the journal to the API's ack=durable wait.
+func durableWaiter(j *journal.Journal) func(ctx context.Context, seq int64) error {
+	return func(ctx context.Context, seq int64) error {
+		if err := j.WaitDurable(ctx, seq); err != nil {
+			return fmt.Errorf("waiting for sequence %d to be durable: %w", seq, err)
+		}
+		return nil
+	}
+}
