@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -85,7 +86,12 @@ func TestSuspectStateFromOwnProbe(t *testing.T) {
 }
 
 func TestGracefulLeave(t *testing.T) {
-	nodes := startCluster(t, 3, nil)
+	var fill atomic.Int64
+	nodes := startCluster(t, 3, func(i int, o *Options) {
+		if i == 2 { // metadata that changes on every refresh must not resurrect it after Leave
+			o.MetaFunc = func() Meta { return Meta{APIURL: "http://n3", RingFill: int(fill.Add(1) % 100)} }
+		}
+	})
 	if err := nodes[2].Leave(2 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +102,7 @@ func TestGracefulLeave(t *testing.T) {
 	if err := nodes[2].Leave(time.Second); err != nil {
 		t.Errorf("second Leave: %v", err)
 	}
+	holdsFor(t, 700*time.Millisecond, "n3 stays left while still running", allSee(nodes[:2], []string{"n3"}, StateLeft))
 	if err := nodes[2].Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -106,16 +106,16 @@ func (n *Node) tryJoin(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		n.joinMu.Lock()
+		n.opMu.Lock()
 		n.mu.Lock()
 		left := n.left
 		n.mu.Unlock()
 		if left {
-			n.joinMu.Unlock()
+			n.opMu.Unlock()
 			return
 		}
 		_, err := ml.Join([]string{t.addr})
-		n.joinMu.Unlock()
+		n.opMu.Unlock()
 		if err != nil {
 			n.log.Debug("join failed", "target", t.addr, "why", t.why, "err", err)
 			continue

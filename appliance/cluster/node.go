@@ -152,7 +152,7 @@ type Node struct {
 	aliveOthers atomic.Int64
 	conflicts   atomic.Uint64
 
-	joinMu sync.Mutex // serialises joins with Leave
+	opMu sync.Mutex // serialises joins and metadata broadcasts with Leave
 
 	mu          sync.Mutex
 	members     map[string]*memberRec
@@ -352,13 +352,13 @@ func (n *Node) startError(err error) error {
 // Leave announces a graceful departure and waits up to timeout for it to be
 // gossiped. After Leave the node no longer re-joins; call Close next.
 func (n *Node) Leave(timeout time.Duration) error {
-	n.joinMu.Lock()
+	n.opMu.Lock()
 	n.mu.Lock()
 	closed := n.closed
 	already := n.left
 	n.left = true
 	n.mu.Unlock()
-	n.joinMu.Unlock()
+	n.opMu.Unlock()
 	ml := n.ml.Load()
 	if closed || ml == nil {
 		return errors.New("cluster: Leave called before Start or after Close")
@@ -481,7 +481,13 @@ func (n *Node) RefreshMeta() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	ml := n.ml.Load()
-	if ml == nil || (old != nil && string(*old) == string(*n.meta.Load())) {
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	n.mu.Lock()
+	gone := n.left || n.closed
+	n.mu.Unlock()
+	// After Leave an UpdateNode would broadcast this node alive again.
+	if ml == nil || gone || (old != nil && string(*old) == string(*n.meta.Load())) {
 		return nil
 	}
 	if err := ml.UpdateNode(time.Second); err != nil {
