@@ -17,21 +17,32 @@ import (
 )
 
 // BenchmarkHTTPPublish measures the whole publish path on loopback: a real
-// fasthttp client → fiber → decode → idempotency → ring claim/copy/publish
-// → response, with ack=memory. It reports requests/s, events/s and the p50
-// and p99 request latency (ns) over all requests of the run.
+// fasthttp client (64 connections, GOMAXPROCS goroutines) → fiber → decode
+// → idempotency → ring claim/copy/publish → response. It reports
+// requests/s, events/s and the p50 and p99 request latency (ns) over all
+// requests of the run. Variants: ack=memory with the journal consuming
+// (the default layout) and without it (ring only), and ack=durable.
 //
-//	go test -run=^$ -bench=HTTPPublish -benchtime=5s ./appliance/
+//	go test -run='^$' -bench=HTTPPublish -benchtime=5s ./appliance/
 func BenchmarkHTTPPublish(b *testing.B) {
 	for _, bc := range []struct {
-		name  string
-		batch int
-	}{{"single", 1}, {"batch1000", 1000}} {
-		b.Run(bc.name, func(b *testing.B) { benchPublish(b, bc.batch) })
+		name    string
+		batch   int
+		journal bool
+		ack     string
+	}{
+		{"single/memory/ring-only", 1, false, "memory"},
+		{"single/memory/journal", 1, true, "memory"},
+		{"single/durable", 1, true, "durable"},
+		{"batch1000/memory/ring-only", 1000, false, "memory"},
+		{"batch1000/memory/journal", 1000, true, "memory"},
+		{"batch1000/durable", 1000, true, "durable"},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchPublish(b, bc.batch, bc.journal, bc.ack) })
 	}
 }
 
-func benchPublish(b *testing.B, batch int) {
+func benchPublish(b *testing.B, batch int, withJournal bool, ack string) {
 	cfg := config.Default()
 	cfg.Node.DataDir = b.TempDir()
 	cfg.Modules.Dir = b.TempDir()
@@ -39,6 +50,7 @@ func benchPublish(b *testing.B, batch int) {
 	cfg.Ring.MaxEventSize = 256
 	cfg.API.MaxBatch = 1000
 	cfg.Log.Level = "error"
+	cfg.Journal.Enabled = withJournal
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -65,7 +77,7 @@ func benchPublish(b *testing.B, batch int) {
 		body = []byte("[" + strings.TrimSuffix(strings.Repeat(`{"data":{"temp":21.5,"unit":"C","sensor":"s-17"}},`, batch), ",") + "]")
 	}
 	client := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 64}
-	url := "http://" + ln.Addr().String() + "/api/v1/events?ack=memory"
+	url := "http://" + ln.Addr().String() + "/api/v1/events?ack=" + ack
 	var mu sync.Mutex
 	hist := hdrhistogram.New(1, int64(10*time.Second), 3)
 	b.SetBytes(int64(len(body)))
