@@ -137,7 +137,14 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 	}
 	logger.Info("state directory locked", "dir", a.lock.Dir(), "pid", os.Getpid())
 
+	if cfg.Journal.Enabled {
+		a.journal, err = openJournal(cfg, a.lock.Dir(), logger)
+		if err != nil {
+			return nil, fmt.Errorf("appliance: %w", err)
+		}
+	}
 	a.metrics = metrics.New(metrics.Options{
+		Extra:     a.journalCollectors(),
 		Build:     a.build,
 		NodeID:    cfg.Node.ID,
 		Padding:   disruptor.CacheLinePad,
@@ -154,11 +161,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 	var base int64
 	var archive pipeline.Archive
 	acks := []string{"memory"}
-	if cfg.Journal.Enabled {
-		a.journal, err = openJournal(cfg, a.lock.Dir(), logger)
-		if err != nil {
-			return nil, fmt.Errorf("appliance: %w", err)
-		}
+	if a.journal != nil {
 		base = a.journal.LastSequence() + 1
 		archive = journalArchive{a.journal}
 		a.jstage = newJournalStage(a.journal, logger.With("component", "journal-stage"))

@@ -238,7 +238,7 @@ func TestSeedReadmeExamples(t *testing.T) {
 	for _, want := range []string{
 		"badbatch_events_published_total 201", "badbatch_ring_capacity 1024", "badbatch_build_info{",
 		"badbatch_publish_to_consume_latency_seconds_bucket", "badbatch_http_request_duration_seconds_bucket{code=\"200\",method=\"POST\",route=\"/api/v1/events\"",
-		"go_goroutines", "badbatch_process_cpu_seconds_total", "badbatch_consumer_lag{consumer=\"tail\"}", "badbatch_ready 1",
+		"go_goroutines", "badbatch_process_cpu_seconds_total", "badbatch_journal_durable_sequence 200", "badbatch_journal_healthy 1", "badbatch_consumer_lag{consumer=\"tail\"}", "badbatch_ready 1",
 	} {
 		if !bytes.Contains(r.body, []byte(want)) {
 			t.Errorf("metrics lack %q", want)

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/badbatch/badbatch/appliance/event"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/badbatch/badbatch/appliance/journal"
+	"github.com/badbatch/badbatch/appliance/metrics"
 	"github.com/badbatch/badbatch/appliance/pipeline"
 	"github.com/badbatch/badbatch/config"
 )
@@ -136,6 +139,30 @@ func openJournal(cfg config.Config, dataDir string, log *slog.Logger) (*journal.
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	return j, nil
+}
+
+// journalCollectors exports the journal's progress and health.
+func (a *Appliance) journalCollectors() []prometheus.Collector {
+	j := a.journal
+	if j == nil {
+		return nil
+	}
+	ns := metrics.Namespace
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "journal_durable_sequence", Help: "Highest sequence on stable storage (what ack=durable waits for)."},
+			func() float64 { return float64(j.Durable()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "journal_last_sequence", Help: "Highest sequence appended to the journal."},
+			func() float64 { return float64(j.LastSequence()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "journal_earliest_sequence", Help: "Oldest sequence retained in the journal."},
+			func() float64 { return float64(j.Earliest()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "journal_healthy", Help: "1 while journal writes and fsyncs succeed, 0 while failing (acks are withheld)."},
+			func() float64 {
+				if j.Err() != nil {
+					return 0
+				}
+				return 1
+			}),
+	}
 }
 
 // durableWaiter adapts the journal to the API's ack=durable wait.

@@ -38,6 +38,8 @@ type Options struct {
 	StartTime  time.Time
 	Status     func() pipeline.Status // read at scrape time; nil omits ring metrics
 	StateGauge func() float64         // 1 ready, 0 not ready; nil omits
+	// Extra collectors registered as well (journal gauges, WASM stage stats).
+	Extra []prometheus.Collector
 }
 
 // New builds the registry.
@@ -89,6 +91,7 @@ func New(o Options) *Metrics {
 	if o.Status != nil {
 		reg.MustRegister(&ringCollector{status: o.Status})
 	}
+	reg.MustRegister(o.Extra...)
 	return m
 }
 

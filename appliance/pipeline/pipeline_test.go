@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,5 +250,48 @@ func TestPublishAllocs(t *testing.T) {
 	})
 	if allocs > 0 {
 		t.Errorf("Publish allocates %.1f per call (2 events, no timeout), want 0", allocs)
+	}
+}
+
+func TestBaseOffsetsEverySequence(t *testing.T) {
+	p, err := New(Options{BufferSize: 8, WaitStrategy: "blocking", MaxEventSize: 16, IdempotencyWindow: 4, MaxProducers: 4, Base: 100, PinCPUs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Shutdown(context.Background()) }()
+	if d := p.PinDecisions(); len(d) != 1 || !strings.Contains(d[0], `wait strategy "blocking" does not spin`) {
+		t.Errorf("pin decisions %q", d)
+	}
+	res := make([]Result, 3)
+	if err := p.Publish(context.Background(), []event.Raw{raw(`1`, "a", 5), raw(`2`, "", -1), raw(`3`, "a", 5)}, nil, time.Second, res); err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != (Result{100, Accepted}) || res[1] != (Result{101, Accepted}) || res[2] != (Result{100, Duplicate}) {
+		t.Errorf("results %+v", res)
+	}
+	var c event.Copy
+	var seqs []int64
+	if _, err := p.Read(100, 200, 10, &c, func(c *event.Copy) error { seqs = append(seqs, c.Seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(seqs) != "[100 101]" {
+		t.Errorf("read %v", seqs)
+	}
+	var gone *GoneError
+	if _, err := p.Read(99, 200, 10, &c, func(*event.Copy) error { return nil }); !errors.As(err, &gone) || gone.Earliest != 100 {
+		t.Errorf("Read(99) = %v, want gone with earliest 100", err)
+	}
+	if st := p.Status(); st.Cursor != 101 || st.Earliest != 100 {
+		t.Errorf("status cursor %d earliest %d", st.Cursor, st.Earliest)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Processed() != 101 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if p.Processed() != 101 {
+		t.Errorf("Processed = %d", p.Processed())
 	}
 }
