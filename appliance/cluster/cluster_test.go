@@ -552,6 +552,18 @@ func TestModulesPropagate(t *testing.T) {
 		theirs, _ := nodes[0].Modules("late")
 		return slices.Equal(have, large) && slices.Equal(theirs, lateMods), fmt.Sprintf("late has %d of n1, n1 has %v", len(have), theirs)
 	})
+	// Announcements retire: every broadcast queue drains (no echo loop).
+	all := append(slices.Clone(nodes), l)
+	drained := func() (bool, string) {
+		for _, n := range all {
+			if q := n.Status().BroadcastQueue; q != 0 {
+				return false, fmt.Sprintf("%s queue %d", n.ID(), q)
+			}
+		}
+		return true, ""
+	}
+	waitFor(t, 10*time.Second, "broadcast queues drained", drained)
+	holdsFor(t, time.Second, "broadcast queues stay drained", drained)
 	waitFor(t, 10*time.Second, "n2 knows both sets", func() (bool, string) {
 		all := nodes[1].AllModules()
 		return len(all) == 2 && slices.Equal(all["late"], lateMods), fmt.Sprint(len(all))

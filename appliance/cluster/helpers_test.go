@@ -52,7 +52,7 @@ func fastOpts(id, ip string) Options {
 }
 
 // startNode creates and starts a node, closing it at the end of the test.
-func startNode(t *testing.T, opts Options) *Node {
+func startNode(t testing.TB, opts Options) *Node {
 	t.Helper()
 	n, err := New(opts, testLogger())
 	if err != nil {
@@ -66,7 +66,7 @@ func startNode(t *testing.T, opts Options) *Node {
 }
 
 // waitFor polls cond every 20ms until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -84,7 +84,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 }
 
 // holdsFor checks cond stays true for d (polling), failing as soon as it is false.
-func holdsFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+func holdsFor(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {

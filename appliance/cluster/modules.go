@@ -197,9 +197,10 @@ func decodeAnnouncements(b []byte) ([]announcement, error) {
 
 // moduleStore holds every known announcement, this node's included.
 type moduleStore struct {
-	self string
-	mu   sync.Mutex
-	byID map[string]announcement
+	self     string
+	mu       sync.Mutex
+	byID     map[string]announcement
+	selfSeen uint64 // highest generation seen for our own origin (from before a restart)
 }
 
 func newModuleStore(self string) *moduleStore {
@@ -213,6 +214,9 @@ func (s *moduleStore) setLocal(mods []ModuleInfo, now time.Time) announcement {
 	gen := uint64(now.UnixNano())
 	if cur, ok := s.byID[s.self]; ok && gen <= cur.Gen {
 		gen = cur.Gen + 1
+	}
+	if gen <= s.selfSeen {
+		gen = s.selfSeen + 1
 	}
 	a := announcement{Origin: s.self, Gen: gen, Modules: mods}
 	s.byID[s.self] = a
@@ -228,7 +232,10 @@ func (s *moduleStore) merge(a announcement) (news bool, reissue *announcement) {
 	defer s.mu.Unlock()
 	cur, ok := s.byID[a.Origin]
 	if a.Origin == s.self {
-		if ok && a.Gen >= cur.Gen {
+		// Our own announcement echoed back has our generation: nothing to do.
+		// A higher one was made before a restart: re-issue ours above it.
+		s.selfSeen = max(s.selfSeen, a.Gen)
+		if ok && a.Gen > cur.Gen {
 			cur.Gen = a.Gen + 1
 			s.byID[s.self] = cur
 			r := cur

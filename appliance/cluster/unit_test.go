@@ -244,9 +244,19 @@ func TestModuleStoreMerge(t *testing.T) {
 	}
 	// Our own origin with a newer generation (from before a restart) is re-issued above it.
 	mine := s.setLocal(m1, time.Unix(0, 100))
+	if news, reissue := s.merge(mine); news || reissue != nil {
+		t.Errorf("our own echo: news %v, reissue %+v", news, reissue)
+	}
 	_, reissue := s.merge(announcement{Origin: "me", Gen: mine.Gen + 10})
 	if reissue == nil || reissue.Gen != mine.Gen+11 || !slices.Equal(reissue.Modules, m1) {
 		t.Errorf("reissue %+v", reissue)
+	}
+	// Before any SetModules, a stale generation of ours is remembered so the
+	// first local announcement goes above it even with a clock behind.
+	s2 := newModuleStore("me")
+	s2.merge(announcement{Origin: "me", Gen: 1 << 62})
+	if a := s2.setLocal(nil, time.Unix(0, 5)); a.Gen != 1<<62+1 {
+		t.Errorf("first local generation %d", a.Gen)
 	}
 	if got := ModulesDigest(nil); got != "" {
 		t.Errorf("digest of nothing %q", got)
