@@ -201,6 +201,9 @@ func (s *Server) publish(c *fiber.Ctx) error {
 	default:
 		return fmt.Errorf("publish: %w", perr)
 	}
+	if status != fiber.StatusOK && ack == "durable" {
+		ack = "memory" // what the accepted events reached; durability was not confirmed
+	}
 	out := appendResults(sc.out[:0], sc.dec.Batch(), ack, res, msg)
 	sc.out = out
 	c.Status(status)
