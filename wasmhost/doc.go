@@ -16,5 +16,12 @@
 //
 // A Stage is a stable, hot-swappable handle for a module name; a Registry
 // loads a directory of modules, watches it with fsnotify and swaps new
-// versions in at a batch boundary after they pass validation.
+// versions in at a batch boundary after they pass validation (Install and
+// Remove do the same for uploads).
+//
+// Wiring into the disruptor: BatchHandler runs one Stage as a
+// disruptor.EventHandler (one Process call per ring batch); GraphHandler
+// runs all of a Registry's modules as a single consumer, layer by layer in
+// the order of their manifests' after lists, and picks up modules added at
+// run time from the next batch on.
 package wasmhost

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -130,6 +131,7 @@ type Registry struct {
 	reloadMu sync.Mutex // serialises loads and swaps
 	mu       sync.Mutex
 	stages   map[string]*Stage
+	gen      atomic.Uint64 // bumped whenever the set of versions changes
 	loadErr  map[string]loadError
 	closed   bool
 }
@@ -270,6 +272,7 @@ func (r *Registry) install(ctx context.Context, name string, st *Stage, m *Modul
 		}
 	}
 	r.log.Info("module "+string(kind), "module", name, "version", m.man.Version, "sha256", m.sum[:12])
+	r.gen.Add(1)
 	r.cfg.OnChange(Change{Module: name, Kind: kind, Version: m.man.Version, SHA256: m.sum})
 }
 
@@ -412,6 +415,7 @@ func (r *Registry) remove(ctx context.Context, name string, st *Stage) {
 		}
 	}
 	r.log.Info("module removed", "module", name)
+	r.gen.Add(1)
 	r.cfg.OnChange(Change{Module: name, Kind: ChangeRemoved})
 }
 
@@ -434,6 +438,9 @@ func (r *Registry) Stages() []*Stage {
 	slices.SortFunc(out, func(a, b *Stage) int { return strings.Compare(a.name, b.name) })
 	return out
 }
+
+// Generation changes whenever a module is added, replaced or removed.
+func (r *Registry) Generation() uint64 { return r.gen.Load() }
 
 // Graph orders the loaded modules by their after lists (see Order).
 func (r *Registry) Graph() ([][]string, error) {
