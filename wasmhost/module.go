@@ -414,7 +414,11 @@ func (m *Module) Process(ctx context.Context, batch []Event, emit func(Output)) 
 
 // runChunk calls the guest with batch[lo:hi], bisecting on failure.
 func (m *Module) runChunk(ctx context.Context, s *slot, batch []Event, lo, hi int, emit func(Output)) error {
-	if err := m.ensure(ctx, s); err != nil {
+	err := ErrQuarantined
+	if !m.isQuarantined() {
+		err = m.ensure(ctx, s)
+	}
+	if err != nil {
 		if errors.Is(err, ErrQuarantined) {
 			for i := lo; i < hi; i++ {
 				if err := m.fail(batch, i, ErrQuarantined, emit); err != nil {

@@ -348,3 +348,23 @@ quarantine_after = 3`)
 		t.Errorf("%d timed-out calls for one batch; want the bisection bounded by the quarantine", st.Timeouts)
 	}
 }
+
+// TestQuarantinedModuleWithLiveInstanceIsNotCalled: a pooled instance that
+// survived does not let a quarantined module run.
+func TestQuarantinedModuleWithLiveInstanceIsNotCalled(t *testing.T) {
+	m := loadModule(t, hostileWasm, `name = "hostile"`)
+	if err := m.Process(context.Background(), events("a"), func(Output) {}); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	m.quarantined = true // as if another instance had crashed it into quarantine
+	m.mu.Unlock()
+	calls := m.Stats().Calls
+	var c collector
+	if err := m.Process(context.Background(), events("b"), c.emit); err != nil {
+		t.Fatal(err)
+	}
+	if m.Stats().Calls != calls || len(c.out) != 1 || !errors.Is(c.out[0].Err, ErrQuarantined) {
+		t.Errorf("quarantined module called: calls %d -> %d, outputs %+v", calls, m.Stats().Calls, c.out)
+	}
+}
