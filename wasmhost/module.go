@@ -363,7 +363,10 @@ const (
 // (synchronously, in input order per event). It returns an error only when
 // ctx ends, the module is closed, or an event fails under the halt policy
 // (an *EventError; the module then stays halted). Events are sent in calls
-// of at most MaxBatchEvents events and MaxBatchBytes bytes.
+// of at most MaxBatchEvents events and MaxBatchBytes bytes. If the module
+// has a timer that is due on the instance serving the call, its emits are
+// reported first (Input -1, Event nil). emit must not call back into the
+// Registry that owns the module (a swap waits for running batches).
 func (m *Module) Process(ctx context.Context, batch []Event, emit func(Output)) error {
 	if m.closed.Load() {
 		return ErrClosed

@@ -439,6 +439,21 @@ func (r *Registry) Stages() []*Stage {
 	return out
 }
 
+// Digest is a short fingerprint of the loaded module set (names and wasm
+// sha256s), for comparing nodes of a cluster; "" when no module is loaded.
+func (r *Registry) Digest() string {
+	var b strings.Builder
+	for _, s := range r.Stages() {
+		if m := s.Module(); m != nil {
+			b.WriteString(m.man.Name + "=" + m.sum + ";")
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return sha256hex([]byte(b.String()))[:16]
+}
+
 // Generation changes whenever a module is added, replaced or removed.
 func (r *Registry) Generation() uint64 { return r.gen.Load() }
 

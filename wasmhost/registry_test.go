@@ -114,6 +114,9 @@ func TestRegistryLoadAllAndStatus(t *testing.T) {
 	if g, err := r.Graph(); err != nil || fmt.Sprint(g) != "[[hot]]" {
 		t.Errorf("graph %v %v", g, err)
 	}
+	if d := r.Digest(); len(d) != 16 {
+		t.Errorf("digest %q", d)
+	}
 }
 
 // TestRegistryHotSwapUnderLoad swaps a module while two producers push
