@@ -68,7 +68,10 @@ func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 	}
 }
 
-func (d *delegate) NotifyJoin(node *memberlist.Node)   { d.n.observe(node, StateAlive) }
+// NotifyJoin records a member that joined or came back.
+func (d *delegate) NotifyJoin(node *memberlist.Node) { d.n.observe(node, StateAlive) }
+
+// NotifyUpdate records a member's new metadata or address.
 func (d *delegate) NotifyUpdate(node *memberlist.Node) { d.n.observe(node, StateAlive) }
 
 // NotifyLeave reports a dead or left member. memberlist does not say which

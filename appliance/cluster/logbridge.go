@@ -30,6 +30,7 @@ type logBridge struct {
 	onSuspect func(name string)
 }
 
+// Write receives one memberlist log line.
 func (b *logBridge) Write(p []byte) (int, error) {
 	line := strings.TrimRight(string(p), "\r\n")
 	level := slog.LevelInfo

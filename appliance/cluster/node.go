@@ -352,14 +352,15 @@ func (n *Node) startError(err error) error {
 // Leave announces a graceful departure and waits up to timeout for it to be
 // gossiped. After Leave the node no longer re-joins; call Close next.
 func (n *Node) Leave(timeout time.Duration) error {
+	ml := n.ml.Load()
 	n.opMu.Lock()
 	n.mu.Lock()
-	closed := n.closed
-	already := n.left
-	n.left = true
+	closed, already := n.closed, n.left
+	if !closed && ml != nil {
+		n.left = true
+	}
 	n.mu.Unlock()
 	n.opMu.Unlock()
-	ml := n.ml.Load()
 	if closed || ml == nil {
 		return errors.New("cluster: Leave called before Start or after Close")
 	}
@@ -393,9 +394,13 @@ func (n *Node) announceLeave(ml *memberlist.Memberlist, timeout time.Duration) {
 	if n.closed {
 		targets = nil
 	}
+	if len(targets) == 0 {
+		n.mu.Unlock()
+		return
+	}
 	var wg sync.WaitGroup
 	wg.Add(len(targets))
-	n.wg.Add(len(targets)) // Close waits for stragglers (bounded by memberlist's TCP timeout)
+	n.wg.Add(len(targets) + 1) // Close waits for stragglers (bounded by memberlist's TCP timeout)
 	n.mu.Unlock()
 	for i := range targets {
 		go func() {
@@ -407,7 +412,11 @@ func (n *Node) announceLeave(ml *memberlist.Memberlist, timeout time.Duration) {
 		}()
 	}
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() {
+		defer n.wg.Done()
+		wg.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-time.After(timeout):
@@ -522,13 +531,20 @@ type annBroadcast struct {
 	msg    []byte
 }
 
+// Invalidates implements memberlist.Broadcast: a newer announcement from the
+// same origin replaces a queued older one.
 func (b *annBroadcast) Invalidates(o memberlist.Broadcast) bool {
 	ob, ok := o.(*annBroadcast)
 	return ok && ob.origin == b.origin
 }
-func (b *annBroadcast) Name() string    { return "modules:" + b.origin }
+// Name implements memberlist.NamedBroadcast.
+func (b *annBroadcast) Name() string { return "modules:" + b.origin }
+
+// Message implements memberlist.Broadcast.
 func (b *annBroadcast) Message() []byte { return b.msg }
-func (b *annBroadcast) Finished()       {}
+
+// Finished implements memberlist.Broadcast.
+func (b *annBroadcast) Finished() {}
 
 // announce gossips an announcement: small ones through the broadcast queue,
 // this node's own large ones by a TCP fan-out from the maintenance loop.

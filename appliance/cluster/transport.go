@@ -161,12 +161,14 @@ type countingConn struct {
 	t *transport
 }
 
+// Read counts received stream bytes.
 func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.t.recv.Add(uint64(n))
 	return n, err
 }
 
+// Write counts sent stream bytes (and fails while isolated).
 func (c *countingConn) Write(b []byte) (int, error) {
 	if c.t.isolated.Load() {
 		return 0, &net.OpError{Op: "write", Net: "tcp", Err: errIsolated}
