@@ -537,6 +537,7 @@ func (b *annBroadcast) Invalidates(o memberlist.Broadcast) bool {
 	ob, ok := o.(*annBroadcast)
 	return ok && ob.origin == b.origin
 }
+
 // Name implements memberlist.NamedBroadcast.
 func (b *annBroadcast) Name() string { return "modules:" + b.origin }
 
