@@ -395,24 +395,39 @@ func TestMetaTooLarge(t *testing.T) {
 }
 
 func TestBusyPort(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	port := l.Addr().(*net.TCPAddr).Port
-	o := fastOpts("busy", "127.0.0.1")
-	o.BindPort = port
-	n, err := New(o, testLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	err = n.Start(context.Background())
-	sock := fmt.Sprintf("127.0.0.1:%d", port)
-	if err == nil || !strings.Contains(err.Error(), "gossip port busy") || !strings.Contains(err.Error(), sock) ||
-		!strings.Contains(err.Error(), "bind_port") {
-		t.Fatalf("Start on a busy port: %v", err)
+	for _, proto := range []string{"tcp", "udp"} {
+		t.Run(proto, func(t *testing.T) {
+			var port int
+			if proto == "tcp" {
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				port = l.Addr().(*net.TCPAddr).Port
+			} else {
+				c, err := net.ListenPacket("udp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				port = c.LocalAddr().(*net.UDPAddr).Port
+			}
+			o := fastOpts("busy", "127.0.0.1")
+			o.BindPort = port
+			n, err := New(o, testLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			err = n.Start(context.Background())
+			sock := fmt.Sprintf("127.0.0.1:%d", port)
+			if err == nil || !strings.Contains(err.Error(), "gossip port busy") || !strings.Contains(err.Error(), sock) ||
+				!strings.Contains(err.Error(), "bind_port") {
+				t.Fatalf("Start on a busy %s port: %v", proto, err)
+			}
+			t.Logf("%s busy: %v", proto, err)
+		})
 	}
 }
 
