@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -184,5 +185,33 @@ func TestGoGuestCompiled(t *testing.T) {
 	}
 	if st := m.Stats(); st.Calls != 2 {
 		t.Errorf("%d calls for 300 events with max_batch_events 256", st.Calls)
+	}
+}
+
+// TestRepoModulesDirLoads loads ../modules as the daemon does by default
+// (interpreted here, to keep the race-enabled run short).
+func TestRepoModulesDirLoads(t *testing.T) {
+	loadExample(t, "passthrough", `name = "passthrough"`) // creates interpHost
+	r, err := NewRegistry(RegistryConfig{Dir: "../modules", Host: interpHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	if err := r.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, st := range r.Status() {
+		if !st.Loaded || st.LoadError != "" || st.State != "running" {
+			t.Errorf("%+v", st)
+		}
+		names = append(names, st.Name)
+	}
+	if fmt.Sprint(names) != "[aggregator enricher filter passthrough router wat-counter]" {
+		t.Errorf("modules %v", names)
+	}
+	g, err := r.Graph()
+	if err != nil || fmt.Sprint(g) != "[[aggregator enricher filter passthrough wat-counter] [router]]" {
+		t.Errorf("graph %v %v", g, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -167,20 +168,77 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	return &Registry{cfg: cfg, log: cfg.Logger, stages: map[string]*Stage{}, loadErr: map[string]loadError{}}, nil
 }
 
-// LoadAll loads every module of the directory. Modules that fail are
-// reported in the returned error (and in Status); the others are loaded.
+// LoadAll loads every module of the directory, compiling new ones in
+// parallel (one per CPU). Modules that fail are reported in the returned
+// error (and in Status); the others are loaded.
 func (r *Registry) LoadAll(ctx context.Context) error {
 	names, err := r.manifestNames()
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, n := range names {
-		if err := r.reload(ctx, n, false); err != nil {
-			errs = append(errs, err)
+	type result struct {
+		m   *Module
+		err error
+		new bool
+	}
+	results := make([]result, len(names))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		if _, exists := r.Stage(n); exists {
+			continue // reloaded below, with the unchanged-files check
 		}
+		results[i].new = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i].m, results[i].err = r.load(ctx, filepath.Join(r.cfg.Dir, n+".toml"), nil, true)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i, n := range names {
+		res := results[i]
+		if !res.new {
+			if err := r.reload(ctx, n, false); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if res.err != nil {
+			r.noteLoadError(n, nil, res.err)
+			errs = append(errs, res.err)
+			continue
+		}
+		r.reloadMu.Lock()
+		r.mu.Lock()
+		st, closed := r.stages[n], r.closed
+		delete(r.loadErr, n)
+		r.mu.Unlock()
+		if closed {
+			r.reloadMu.Unlock()
+			_ = res.m.Close(ctx, nil)
+			return ErrClosed
+		}
+		r.install(ctx, n, st, res.m)
+		r.reloadMu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// noteLoadError records and reports a rejected load of module name.
+func (r *Registry) noteLoadError(name string, st *Stage, err error) {
+	r.mu.Lock()
+	r.loadErr[name] = loadError{msg: err.Error(), at: time.Now()}
+	r.mu.Unlock()
+	if st != nil {
+		r.log.Error("new module version rejected; the running version stays", "module", name, "err", err)
+	} else {
+		r.log.Error("module not loaded", "module", name, "err", err)
+	}
+	r.cfg.OnChange(Change{Module: name, Kind: ChangeFailed, Err: err})
 }
 
 func (r *Registry) manifestNames() ([]string, error) {
@@ -234,15 +292,7 @@ func (r *Registry) reload(ctx context.Context, name string, force bool) error {
 	}
 	m, err := r.load(ctx, path, st, force)
 	if err != nil {
-		r.mu.Lock()
-		r.loadErr[name] = loadError{msg: err.Error(), at: time.Now()}
-		r.mu.Unlock()
-		if st != nil {
-			r.log.Error("new module version rejected; the running version stays", "module", name, "err", err)
-		} else {
-			r.log.Error("module not loaded", "module", name, "err", err)
-		}
-		r.cfg.OnChange(Change{Module: name, Kind: ChangeFailed, Err: err})
+		r.noteLoadError(name, st, err)
 		return err
 	}
 	r.mu.Lock()
