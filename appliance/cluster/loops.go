@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -100,27 +101,41 @@ func (n *Node) joinTargets(ctx context.Context) []joinTarget {
 	return out
 }
 
+// maxParallelJoins bounds concurrent join attempts in one round, so one
+// unreachable address (a dial waiting for memberlist's TCP timeout) does not
+// hold up the others.
+const maxParallelJoins = 4
+
+// tryJoin joins every current target, a few at a time, and returns when all
+// attempts ended. A join after Leave would be harmless (it pushes our "left"
+// state) but is skipped.
 func (n *Node) tryJoin(ctx context.Context) {
 	ml := n.ml.Load()
+	sem := make(chan struct{}, maxParallelJoins)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, t := range n.joinTargets(ctx) {
-		if ctx.Err() != nil {
-			return
-		}
-		n.opMu.Lock()
 		n.mu.Lock()
 		left := n.left
 		n.mu.Unlock()
-		if left {
-			n.opMu.Unlock()
+		if left || ctx.Err() != nil {
 			return
 		}
-		_, err := ml.Join([]string{t.addr})
-		n.opMu.Unlock()
-		if err != nil {
-			n.log.Debug("join failed", "target", t.addr, "why", t.why, "err", err)
-			continue
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
 		}
-		n.log.Debug("joined", "target", t.addr, "why", t.why)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := ml.Join([]string{t.addr}); err != nil {
+				n.log.Debug("join failed", "target", t.addr, "why", t.why, "err", err)
+				return
+			}
+			n.log.Debug("joined", "target", t.addr, "why", t.why)
+		}()
 	}
 }
 

@@ -152,7 +152,7 @@ type Node struct {
 	aliveOthers atomic.Int64
 	conflicts   atomic.Uint64
 
-	opMu sync.Mutex // serialises joins and metadata broadcasts with Leave
+	opMu sync.Mutex // serialises metadata broadcasts with Leave
 
 	mu          sync.Mutex
 	members     map[string]*memberRec
