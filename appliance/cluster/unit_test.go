@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -386,6 +389,29 @@ func TestHTTPSeedResolverErrors(t *testing.T) {
 	// Nothing listens on port 1 of loopback.
 	if _, err := r(ctx, "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), `seed "127.0.0.1:1"`) {
 		t.Errorf("refused: %v", err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch {
+		case strings.HasPrefix(req.URL.Path, "/bad"+NodeInfoPath):
+			fmt.Fprint(w, `{"cluster":{"gossip_addr":"nope"}}`)
+		case strings.HasPrefix(req.URL.Path, "/gone"+NodeInfoPath):
+			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+		case req.URL.Path == NodeInfoPath:
+			fmt.Fprint(w, `{"cluster":{"gossip_addr":"127.0.0.1:7946"}}`)
+		default:
+			http.NotFound(w, req)
+		}
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	if got, err := r(ctx, host); err != nil || got != "127.0.0.1:7946" {
+		t.Errorf("good: %q %v", got, err)
+	}
+	if _, err := r(ctx, srv.URL+"/gone"); err == nil || !strings.Contains(err.Error(), "status 404") {
+		t.Errorf("404: %v", err)
+	}
+	if _, err := r(ctx, srv.URL+"/bad/"); err == nil || !strings.Contains(err.Error(), "gossip_addr") {
+		t.Errorf("bad addr: %v", err)
 	}
 }
 
