@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -57,6 +59,42 @@ func TestConverge(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestConvergeConcurrentStarts(t *testing.T) {
+	first := startNode(t, fastOpts("c1", "127.0.0.1"))
+	nodes := []*Node{first}
+	errs := make(chan error, 4)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 2; i <= 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := fastOpts(fmt.Sprintf("c%d", i), "127.0.0.1")
+			o.Seeds = []string{first.GossipAddr()}
+			n, err := New(o, testLogger())
+			if err == nil {
+				err = n.Start(context.Background())
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			nodes = append(nodes, n)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for _, n := range nodes {
+		t.Cleanup(func() { _ = n.Close() })
+	}
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "5 concurrently started nodes converge", allSee(nodes, ids(nodes), StateAlive))
 }
 
 func TestKilledNodeSeenDead(t *testing.T) {
@@ -614,7 +652,15 @@ func TestReady(t *testing.T) {
 	o := fastOpts("waiting", "127.0.0.1")
 	o.Seeds = []string{dead}
 	o.ReadyTimeout = 600 * time.Millisecond
-	w := startNode(t, o)
+	var logs syncBuffer
+	w, err := New(o, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
 	if ok, reason := w.Ready(); ok || !strings.HasPrefix(reason, "waiting") {
 		t.Errorf("waiting: %v %q", ok, reason)
 	}
@@ -625,6 +671,10 @@ func TestReady(t *testing.T) {
 	if st := w.Status(); st.Joined || !st.Ready {
 		t.Errorf("status %+v", st)
 	}
+	waitFor(t, 5*time.Second, "the running-alone warning", func() (bool, string) {
+		s := logs.String()
+		return strings.Contains(s, "level=WARN") && strings.Contains(s, "running alone"), s
+	})
 }
 
 func TestStartTwiceAndCloseIdempotent(t *testing.T) {
@@ -745,4 +795,22 @@ func TestSeedReadmeExample(t *testing.T) {
 	c := startNode(t, oc)
 	all := []*Node{a, b, c}
 	waitFor(t, 15*time.Second, "the README's three nodes form one cluster", allSee(all, ids(all), StateAlive))
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
