@@ -19,13 +19,13 @@ func TestInputRecordMatchesSDK(t *testing.T) {
 	ev := Event{Seq: 42, Timestamp: -7, Key: []byte("key"), Producer: []byte("prod"), Data: []byte("payload!!")}
 	buf := make([]byte, ev.recordSize())
 	n := encodeInput(buf, &ev)
-	want := sdk.EncodeInput(nil, &sdk.Event{Seq: 42, Timestamp: -7, Key: ev.Key, Producer: ev.Producer, Data: ev.Data})
+	want := sdk.EncodeInput(nil, &sdk.Record{Seq: 42, Timestamp: -7, Key: ev.Key, Producer: ev.Producer, Data: ev.Data})
 	if n != len(want) || string(buf) != string(want) {
 		t.Fatalf("host record %x != sdk record %x", buf, want)
 	}
-	var got sdk.Event
-	if size, err := sdk.DecodeInput(buf, &got); err != nil || size != n || got.Seq != 42 || got.Timestamp != -7 ||
-		string(got.Key) != "key" || string(got.Producer) != "prod" || string(got.Data) != "payload!!" {
+	got, size, err := sdk.DecodeInput(buf)
+	if err != nil || size != n || got.Seq() != 42 || got.Timestamp() != -7 ||
+		string(got.Key()) != "key" || string(got.Producer()) != "prod" || string(got.Data()) != "payload!!" {
 		t.Fatalf("decode: %v %+v", err, got)
 	}
 }

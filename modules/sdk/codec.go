@@ -36,11 +36,45 @@ const (
 // Align8 rounds n up to a multiple of 8.
 func Align8(n int) int { return (n + 7) &^ 7 }
 
-// Event is a zero-copy view of one input record. Its slices point into the
-// input buffer and are valid only until the handler returns.
+// Event is a zero-copy view of one input record. Its accessors slice the
+// input buffer lazily (a handler that only forwards reads nothing), and what
+// they return is valid only until the handler returns.
 type Event struct {
+	rec []byte // the whole record, at least InputHeaderSize bytes
+}
+
+// Seq is the event's sequence in the appliance's stream.
+func (e *Event) Seq() uint64 { return binary.LittleEndian.Uint64(e.rec[8:]) }
+
+// Timestamp is when the appliance accepted the event, in Unix nanoseconds.
+func (e *Event) Timestamp() int64 { return int64(binary.LittleEndian.Uint64(e.rec[16:])) }
+
+// Key is the event key (empty when none).
+func (e *Event) Key() []byte {
+	kl := int(binary.LittleEndian.Uint32(e.rec[24:]))
+	return e.rec[InputHeaderSize : InputHeaderSize+kl : InputHeaderSize+kl]
+}
+
+// Producer is the producer id (empty when none).
+func (e *Event) Producer() []byte {
+	kp := binary.LittleEndian.Uint64(e.rec[24:])
+	q := InputHeaderSize + int(uint32(kp))
+	pl := int(kp >> 32)
+	return e.rec[q : q+pl : q+pl]
+}
+
+// Data is the event payload (for JSON events, the JSON document).
+func (e *Event) Data() []byte {
+	kp := binary.LittleEndian.Uint64(e.rec[24:])
+	dl := int(binary.LittleEndian.Uint32(e.rec[32:]))
+	q := InputHeaderSize + int(uint32(kp)) + int(kp>>32)
+	return e.rec[q : q+dl : q+dl]
+}
+
+// Record is an input event as plain fields, for tests and tools.
+type Record struct {
 	Seq       uint64
-	Timestamp int64 // Unix nanoseconds
+	Timestamp int64
 	Key       []byte
 	Producer  []byte
 	Data      []byte
@@ -49,47 +83,38 @@ type Event struct {
 // ErrBadInput reports an input buffer that does not follow the ABI.
 var ErrBadInput = errors.New("sdk: malformed input record")
 
-// DecodeInput decodes the input record at the start of buf into ev and
-// returns the record's size.
-func DecodeInput(buf []byte, ev *Event) (int, error) {
+// DecodeInput checks the input record at the start of buf and returns a
+// view of it and its size.
+func DecodeInput(buf []byte) (Event, int, error) {
 	if len(buf) < InputHeaderSize {
-		return 0, ErrBadInput
+		return Event{}, 0, ErrBadInput
 	}
-	h0 := binary.LittleEndian.Uint64(buf[0:])
-	kp := binary.LittleEndian.Uint64(buf[24:])
-	size := int(uint32(h0))
-	kl, pl := int(uint32(kp)), int(kp>>32)
-	dl := int(binary.LittleEndian.Uint32(buf[32:]))
-	if size > len(buf) || size != Align8(InputHeaderSize+kl+pl+dl) {
-		return 0, ErrBadInput
+	size := uint64(binary.LittleEndian.Uint32(buf[0:]))
+	kl := uint64(binary.LittleEndian.Uint32(buf[24:]))
+	pl := uint64(binary.LittleEndian.Uint32(buf[28:]))
+	dl := uint64(binary.LittleEndian.Uint32(buf[32:]))
+	if size > uint64(len(buf)) || size != (InputHeaderSize+kl+pl+dl+7)&^7 {
+		return Event{}, 0, ErrBadInput
 	}
-	ev.Seq = binary.LittleEndian.Uint64(buf[8:])
-	ev.Timestamp = int64(binary.LittleEndian.Uint64(buf[16:]))
-	p := InputHeaderSize
-	ev.Key = buf[p : p+kl : p+kl]
-	p += kl
-	ev.Producer = buf[p : p+pl : p+pl]
-	p += pl
-	ev.Data = buf[p : p+dl : p+dl]
-	return size, nil
+	return Event{rec: buf[:size:size]}, int(size), nil
 }
 
-// EncodeInput appends the input record for ev to dst; the host does the
-// same. It is exported for tests and tools.
-func EncodeInput(dst []byte, ev *Event) []byte {
-	n := InputHeaderSize + len(ev.Key) + len(ev.Producer) + len(ev.Data)
+// EncodeInput appends the input record for r to dst; the host does the
+// same.
+func EncodeInput(dst []byte, r *Record) []byte {
+	n := InputHeaderSize + len(r.Key) + len(r.Producer) + len(r.Data)
 	size := Align8(n)
 	var h [InputHeaderSize]byte
 	binary.LittleEndian.PutUint32(h[0:], uint32(size))
-	binary.LittleEndian.PutUint64(h[8:], ev.Seq)
-	binary.LittleEndian.PutUint64(h[16:], uint64(ev.Timestamp))
-	binary.LittleEndian.PutUint32(h[24:], uint32(len(ev.Key)))
-	binary.LittleEndian.PutUint32(h[28:], uint32(len(ev.Producer)))
-	binary.LittleEndian.PutUint32(h[32:], uint32(len(ev.Data)))
+	binary.LittleEndian.PutUint64(h[8:], r.Seq)
+	binary.LittleEndian.PutUint64(h[16:], uint64(r.Timestamp))
+	binary.LittleEndian.PutUint32(h[24:], uint32(len(r.Key)))
+	binary.LittleEndian.PutUint32(h[28:], uint32(len(r.Producer)))
+	binary.LittleEndian.PutUint32(h[32:], uint32(len(r.Data)))
 	dst = append(dst, h[:]...)
-	dst = append(dst, ev.Key...)
-	dst = append(dst, ev.Producer...)
-	dst = append(dst, ev.Data...)
+	dst = append(dst, r.Key...)
+	dst = append(dst, r.Producer...)
+	dst = append(dst, r.Data...)
 	for i := n; i < size; i++ {
 		dst = append(dst, 0)
 	}

@@ -8,21 +8,21 @@ import (
 
 func TestInputRoundTrip(t *testing.T) {
 	var buf []byte
-	in := []Event{
+	in := []Record{
 		{Seq: 1, Timestamp: 10, Key: []byte("k"), Producer: []byte("p"), Data: []byte(`{"a":1}`)},
 		{Seq: 2},
-		{Seq: 3, Data: []byte("1234567")},
+		{Seq: 3, Timestamp: -5, Producer: []byte("producer"), Data: []byte("1234567")},
 	}
 	for i := range in {
 		buf = EncodeInput(buf, &in[i])
 	}
 	p := 0
 	for i := range in {
-		var ev Event
-		n, err := DecodeInput(buf[p:], &ev)
-		if err != nil || n%8 != 0 || ev.Seq != in[i].Seq || string(ev.Data) != string(in[i].Data) ||
-			string(ev.Key) != string(in[i].Key) || string(ev.Producer) != string(in[i].Producer) {
-			t.Fatalf("record %d: %v %+v", i, err, ev)
+		ev, n, err := DecodeInput(buf[p:])
+		if err != nil || n%8 != 0 || ev.Seq() != in[i].Seq || ev.Timestamp() != in[i].Timestamp ||
+			string(ev.Data()) != string(in[i].Data) || string(ev.Key()) != string(in[i].Key) ||
+			string(ev.Producer()) != string(in[i].Producer) {
+			t.Fatalf("record %d: %v seq %d key %q producer %q data %q", i, err, ev.Seq(), ev.Key(), ev.Producer(), ev.Data())
 		}
 		p += n
 	}
@@ -31,7 +31,7 @@ func TestInputRoundTrip(t *testing.T) {
 	}
 	bad := EncodeInput(nil, &in[0])
 	binary.LittleEndian.PutUint32(bad[32:], 1000)
-	if _, err := DecodeInput(bad, new(Event)); err == nil {
+	if _, _, err := DecodeInput(bad); err == nil {
 		t.Error("bad data_len accepted")
 	}
 }
@@ -72,21 +72,30 @@ func TestOutOverflow(t *testing.T) {
 func TestProcessBatch(t *testing.T) {
 	var in []byte
 	for i := range 3 {
-		in = EncodeInput(in, &Event{Seq: uint64(i), Data: []byte{byte('a' + i)}})
+		in = EncodeInput(in, &Record{Seq: uint64(i), Data: []byte{byte('a' + i)}})
 	}
 	out := NewOut(make([]byte, 1024))
 	n := ProcessBatch(func(ev *Event, o *Out) {
-		if ev.Data[0] == 'b' {
+		if ev.Data()[0] == 'b' {
 			o.Drop()
 			return
 		}
-		o.EmitTo(1, ev.Data)
+		o.EmitTo(1, ev.Data())
 	}, in, 3, out)
 	if n != int32(3*32-8) { // emit 'a' (32), drop (24), emit 'c' (32)
 		t.Fatalf("returned %d", n)
 	}
 	if got := ProcessBatch(func(*Event, *Out) { panic("boom") }, in, 3, out); got != ErrFailed {
 		t.Errorf("panic returned %d", got)
+	}
+	// A record whose lengths lie makes the accessor panic: the batch fails.
+	lie := EncodeInput(nil, &Record{Data: []byte("x")})
+	binary.LittleEndian.PutUint32(lie[32:], 1<<20)
+	if got := ProcessBatch(func(ev *Event, o *Out) { o.Emit(ev.Data()) }, lie, 1, out); got != ErrFailed {
+		t.Errorf("lying record returned %d", got)
+	}
+	if got := ProcessBatch(func(*Event, *Out) {}, in[:30], 1, out); got != ErrFailed {
+		t.Errorf("short record returned %d", got)
 	}
 	small := NewOut(make([]byte, 24))
 	if got := ProcessBatch(func(_ *Event, o *Out) { o.Forward() }, in, 3, small); got != ErrOutFull {

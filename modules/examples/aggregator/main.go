@@ -39,16 +39,16 @@ func init() {
 }
 
 func process(ev *sdk.Event, out *sdk.Out) {
-	a, ok := window[string(ev.Key)]
+	a, ok := window[string(ev.Key())]
 	if !ok {
 		a = &agg{}
-		k := string(ev.Key)
+		k := string(ev.Key())
 		window[k] = a
 		order = append(order, k)
 	}
 	a.count++
 	if cfg.Field != "" {
-		if raw, ok := sdk.Field(ev.Data, cfg.Field); ok {
+		if raw, ok := sdk.Field(ev.Data(), cfg.Field); ok {
 			if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
 				a.sum += f
 			}

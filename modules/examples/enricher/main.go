@@ -56,7 +56,8 @@ func init() {
 }
 
 func process(ev *sdk.Event, out *sdk.Out) {
-	if len(ev.Data) == 0 || ev.Data[0] != '{' {
+	data, key := ev.Data(), ev.Key()
+	if len(data) == 0 || data[0] != '{' {
 		if hasRoute {
 			out.ForwardTo(invalid)
 			return
@@ -64,7 +65,7 @@ func process(ev *sdk.Event, out *sdk.Out) {
 		out.Error("payload is not a JSON object")
 		return
 	}
-	kvKey = append(append(kvKey[:0], "count/"...), ev.Key...)
+	kvKey = append(append(kvKey[:0], "count/"...), key...)
 	var n uint64
 	if l, ok := sdk.KVGet(kvKey, countBuf[:]); ok && l == 8 {
 		n = binary.LittleEndian.Uint64(countBuf[:])
@@ -75,13 +76,13 @@ func process(ev *sdk.Event, out *sdk.Out) {
 		sdk.Log(sdk.LevelWarn, "kv store refused a key")
 	}
 	scratch = append(scratch[:0], `{"key":`...)
-	scratch = strconv.AppendQuote(scratch, string(ev.Key))
+	scratch = strconv.AppendQuote(scratch, string(key))
 	scratch = append(scratch, `,"count":`...)
 	scratch = strconv.AppendUint(scratch, n, 10)
 	scratch = append(scratch, `,"enriched_at":`...)
 	scratch = strconv.AppendInt(scratch, sdk.Now(), 10)
 	scratch = append(scratch, `,"event":`...)
-	scratch = append(scratch, ev.Data...)
+	scratch = append(scratch, data...)
 	scratch = append(scratch, '}')
 	out.Emit(scratch)
 	sdk.CounterAdd("enriched", 1)

@@ -37,9 +37,9 @@ func init() {
 }
 
 func process(ev *sdk.Event, out *sdk.Out) {
-	v, ok := sdk.FieldString(ev.Data, cfg.Field)
+	v, ok := sdk.FieldString(ev.Data(), cfg.Field)
 	if !ok {
-		if _, isField := sdk.Field(ev.Data, cfg.Field); !isField && cfg.DropInvalid {
+		if _, isField := sdk.Field(ev.Data(), cfg.Field); !isField && cfg.DropInvalid {
 			out.Drop()
 			return
 		}

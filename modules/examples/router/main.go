@@ -56,7 +56,7 @@ func init() {
 }
 
 func process(ev *sdk.Event, out *sdk.Out) {
-	v, ok := sdk.FieldString(ev.Data, cfg.Field)
+	v, ok := sdk.FieldString(ev.Data(), cfg.Field)
 	if !ok {
 		out.Error("no string field " + cfg.Field)
 		return
@@ -71,7 +71,7 @@ func process(ev *sdk.Event, out *sdk.Out) {
 			scratch = append(scratch[:0], `{"routed_by":"router","route":"`...)
 			scratch = append(scratch, r.name...)
 			scratch = append(scratch, `","event":`...)
-			scratch = append(scratch, ev.Data...)
+			scratch = append(scratch, ev.Data()...)
 			scratch = append(scratch, '}')
 			out.EmitKeyTo(sdk.Default, v, scratch)
 		}
