@@ -1,8 +1,8 @@
 package cluster
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
