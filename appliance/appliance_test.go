@@ -737,3 +737,22 @@ func TestJournalRestart(t *testing.T) {
 		t.Errorf("status after restart %v", st)
 	}
 }
+
+// TestShutdownWithIdleFreshConnection: a client connection that was opened
+// but never sent a request (HTTP clients pre-dial) must not hold the
+// graceful shutdown until server.read_timeout.
+func TestShutdownWithIdleFreshConnection(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Server.ReadTimeout = config.D(10 * time.Minute)
+	cfg.Server.ShutdownTimeout = config.D(20 * time.Second)
+	n := start(t, cfg)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(n.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	wantCode(t, n.do("GET", "/livez", nil), 200) // the server is past accept for conn
+	if err := n.stop(); err != nil {
+		t.Fatalf("Run: %v (a fresh connection held the shutdown)", err)
+	}
+}

@@ -80,6 +80,9 @@ type Server struct {
 	done    chan struct{} // closed by StopIntake: ends live tails
 	doneOne sync.Once
 	pool    sync.Pool
+
+	connMu sync.Mutex
+	conns  map[*trackedConn]struct{} // open connections (see closeSilent)
 }
 
 // New builds the server and its routes.
@@ -115,6 +118,7 @@ func New(o Options) (*Server, error) {
 		// Keep HEAD out of the way; 405 comes from fiber's method check.
 		DisableHeaderNormalizing: false,
 	})
+	s.conns = map[*trackedConn]struct{}{}
 	s.routes()
 	return s, nil
 }
@@ -318,7 +322,7 @@ func apiErr(status int, msg string, kv ...any) *Error {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.app.Listener(ln); err != nil {
+	if err := s.app.Listener(&trackingListener{Listener: ln, s: s}); err != nil {
 		return fmt.Errorf("api: serve: %w", err)
 	}
 	return nil
@@ -353,10 +357,25 @@ func (s *Server) StopIntake(ctx context.Context) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed.Store(true)
 	s.doneOne.Do(func() { close(s.done) })
-	if err := s.app.ShutdownWithContext(ctx); err != nil {
-		return fmt.Errorf("api: shutdown: %w", err)
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() { errc <- s.app.ShutdownWithContext(ctx) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-errc:
+			if err != nil {
+				return fmt.Errorf("api: shutdown: %w", err)
+			}
+			return nil
+		case <-tick.C:
+			// Listeners are closed by now. Connections that never sent a
+			// byte (clients pre-dial them) would hold fasthttp's graceful
+			// shutdown until server.read_timeout: close them.
+			s.closeSilent(start)
+		}
 	}
-	return nil
 }
 
 func (s *Server) live(c *fiber.Ctx) error { return s.probe(c, s.opts.Live, "alive") }
@@ -389,4 +408,68 @@ func (s *Server) status(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"ring": st, "node": s.opts.Status()})
 	}
 	return c.JSON(fiber.Map{"ring": st})
+}
+
+// trackingListener records accepted connections so that Shutdown can close
+// the ones that never sent anything.
+type trackingListener struct {
+	net.Listener
+	s *Server
+}
+
+// Accept implements net.Listener.
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, s: l.s, opened: time.Now()}
+	l.s.connMu.Lock()
+	l.s.conns[tc] = struct{}{}
+	l.s.connMu.Unlock()
+	return tc, nil
+}
+
+// trackedConn counts whether its peer ever sent a byte.
+type trackedConn struct {
+	net.Conn
+	s       *Server
+	opened  time.Time
+	spoke   atomic.Bool
+	closeMu sync.Once
+}
+
+// Read implements net.Conn.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.spoke.Load() {
+		c.spoke.Store(true)
+	}
+	return n, err
+}
+
+// Close implements net.Conn.
+func (c *trackedConn) Close() error {
+	c.closeMu.Do(func() {
+		c.s.connMu.Lock()
+		delete(c.s.conns, c)
+		c.s.connMu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// closeSilent closes connections opened before cutoff whose peer never sent
+// a byte: nothing was asked on them, so nothing is lost.
+func (s *Server) closeSilent(cutoff time.Time) {
+	s.connMu.Lock()
+	var silent []*trackedConn
+	for c := range s.conns {
+		if !c.spoke.Load() && c.opened.Before(cutoff) {
+			silent = append(silent, c)
+		}
+	}
+	s.connMu.Unlock()
+	for _, c := range silent {
+		_ = c.Close()
+	}
 }
