@@ -145,10 +145,26 @@ func (a *Appliance) clusterNodes() any {
 		"gossip_addr": a.gossipAddr(),
 		"api_url":     a.apiURL(),
 		"state":       state,
-		"meta":        map[string]any{"version": a.build.Version, "api": a.apiURL()},
+		"meta":        a.meta(),
 		"last_change": a.started.UTC().Format(time.RFC3339Nano),
 		"self":        true,
 	}}}
+}
+
+// meta mirrors the cluster package's member metadata for this node.
+func (a *Appliance) meta() map[string]any {
+	st := a.pipe.Status()
+	fill := 0
+	if st.Capacity > 0 {
+		fill = int(100 * (st.Capacity - st.RemainingCapacity) / st.Capacity)
+	}
+	return map[string]any{
+		"api_url":   a.apiURL(),
+		"version":   a.build.Version,
+		"ring_fill": fill,
+		"ready":     a.Phase() == PhaseRunning,
+		"rollout":   a.Config().Cluster.Rollout,
+	}
 }
 
 func (a *Appliance) nodeStatus() any {
