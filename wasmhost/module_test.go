@@ -368,3 +368,33 @@ func TestQuarantinedModuleWithLiveInstanceIsNotCalled(t *testing.T) {
 		t.Errorf("quarantined module called: calls %d -> %d, outputs %+v", calls, m.Stats().Calls, c.out)
 	}
 }
+
+func TestCheckBuffers(t *testing.T) {
+	const mem = 4 * 65536
+	cases := []struct {
+		name                         string
+		inPtr, inCap, outPtr, outCap uint32
+		want                         string
+	}{
+		{"ok", 64, 1024, 2048, 1024, ""},
+		{"unaligned", 60, 1024, 2048, 1024, "aligned"},
+		{"small", 64, 512, 2048, 1024, "at least 1024"},
+		{"outside", 64, 1024, mem - 512, 1024, "outside memory"},
+		{"overflowing", 64, 1024, 0xFFFFFC00, 0x800, "outside memory"},
+		{"overlap", 64, 4096, 2048, 1024, "overlap"},
+	}
+	for _, tc := range cases {
+		err := checkBuffers(mem, tc.inPtr, tc.inCap, tc.outPtr, tc.outCap)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestMemoryLimitBelowModuleMinimum(t *testing.T) {
+	_, err := tryLoad(t, hostileWasm, "name = \"hostile\"\nmemory_limit_pages = 2")
+	if err == nil {
+		t.Fatal("module needing 3 pages loaded under a 2-page limit")
+	}
+	t.Log(err)
+}
