@@ -815,3 +815,42 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRestartOnNewAddressBeforeDeath: the node comes back on a new address
+// before the others noticed it died. They first refuse it (a conflict: the
+// id is alive elsewhere), then accept it once the old address is dead for
+// DeadNodeReclaimTime — through push/pull, without operator action.
+func TestRestartOnNewAddressBeforeDeath(t *testing.T) {
+	if !loopbackUsable("127.0.0.3") {
+		t.Skip("127.0.0.3 cannot be bound here")
+	}
+	dir := t.TempDir()
+	nodes := startCluster(t, 3, func(i int, o *Options) {
+		if i == 2 {
+			o.StateDir = dir
+		}
+	})
+	waitFor(t, 5*time.Second, "peers file", func() (bool, string) {
+		peers, _ := loadPeers(dir)
+		return len(peers) == 2, fmt.Sprint(peers)
+	})
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	o := fastOpts("n3", "127.0.0.3")
+	o.StateDir = dir
+	n3 := startNode(t, o)
+	all := []*Node{nodes[0], nodes[1], n3}
+	waitFor(t, 20*time.Second, "n3 accepted on its new address", func() (bool, string) {
+		if ok, d := allSee(all, ids(all), StateAlive)(); !ok {
+			return false, d
+		}
+		for _, n := range nodes[:2] {
+			if m, _ := n.Member("n3"); m.GossipAddr != n3.GossipAddr() {
+				return false, describe(n)
+			}
+		}
+		return true, ""
+	})
+	t.Logf("conflicts counted on n1: %d", nodes[0].Status().Conflicts)
+}
