@@ -520,6 +520,15 @@ func TestSeedGivenAsAPIAddress(t *testing.T) {
 	}
 	all := append([]*Node{a}, joined...)
 	waitFor(t, 15*time.Second, "every seed form joined", allSee(all, ids(all), StateAlive))
+	// The seed that answered as a gossip address is not looked up over HTTP again.
+	for i, n := range joined {
+		n.mu.Lock()
+		gossipOnly := n.gossipSeeds[cases[i].seed]
+		n.mu.Unlock()
+		if want := cases[i].seed == gossip; gossipOnly != want {
+			t.Errorf("%s: seed %q remembered as gossip-only: %v", cases[i].name, cases[i].seed, gossipOnly)
+		}
+	}
 
 	// An injected resolver.
 	o := fastOpts("c", "127.0.0.1")

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -42,9 +43,10 @@ func (n *Node) joinLoop(ctx context.Context) {
 }
 
 type joinTarget struct {
-	addr string
-	id   string // known member id, "" for seeds
-	why  string
+	addr       string
+	id         string // known member id, "" for seeds
+	why        string
+	gossipSeed string // the seed, when its lookup failed and it is tried as a gossip address
 }
 
 // joinTargets lists the addresses to join now: resolved seeds, persisted
@@ -75,8 +77,18 @@ func (n *Node) joinTargets(ctx context.Context) []joinTarget {
 		if prev, ok := n.seedCache[seed]; ok && upAddr[prev] {
 			continue // resolved before and alive: no lookup traffic
 		}
+		resolver := n.s.opts.SeedResolver
+		n.mu.Lock()
+		gossipOnly := n.gossipSeeds[seed]
+		n.mu.Unlock()
+		if gossipOnly {
+			// Joined as a gossip address before: no more HTTP lookups against
+			// it (each costs the peer a log line and, in an encrypted or
+			// labelled cluster, a counted decrypt or label failure).
+			resolver = func(context.Context, string) (string, error) { return "", errGossipSeed }
+		}
 		rctx, cancel := context.WithTimeout(ctx, n.s.resolveTimeout)
-		addr, viaHTTP, err := resolveSeed(rctx, n.s.opts.SeedResolver, seed)
+		addr, viaHTTP, err := resolveSeed(rctx, resolver, seed)
 		cancel()
 		if err != nil {
 			n.log.Debug("seed not resolved", "seed", seed, "err", err)
@@ -87,19 +99,31 @@ func (n *Node) joinTargets(ctx context.Context) []joinTarget {
 		if viaHTTP {
 			why += " (via its node info)"
 		}
-		cands = append(cands, joinTarget{addr: addr, why: why})
+		t := joinTarget{addr: addr, why: why}
+		if !viaHTTP && addr == strings.TrimSpace(seed) {
+			t.gossipSeed = seed
+		}
+		cands = append(cands, t)
 	}
 	var out []joinTarget
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for _, c := range cands {
-		if seen[c.addr] || upAddr[c.addr] || (c.id != "" && upID[c.id]) {
+		if upAddr[c.addr] || (c.id != "" && upID[c.id]) {
 			continue
 		}
-		seen[c.addr] = true
+		if i, dup := seen[c.addr]; dup {
+			if c.gossipSeed != "" {
+				out[i].gossipSeed = c.gossipSeed
+			}
+			continue
+		}
+		seen[c.addr] = len(out)
 		out = append(out, c)
 	}
 	return out
 }
+
+var errGossipSeed = errors.New("seed known to be a gossip address")
 
 // maxParallelJoins bounds concurrent join attempts in one round, so one
 // unreachable address (a dial waiting for memberlist's TCP timeout) does not
@@ -135,6 +159,11 @@ func (n *Node) tryJoin(ctx context.Context) {
 				return
 			}
 			n.log.Debug("joined", "target", t.addr, "why", t.why)
+			if t.gossipSeed != "" {
+				n.mu.Lock()
+				n.gossipSeeds[t.gossipSeed] = true
+				n.mu.Unlock()
+			}
 		}()
 	}
 }

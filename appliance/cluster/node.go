@@ -166,6 +166,7 @@ type Node struct {
 	pendingMods map[string][]ModuleInfo
 	bigAnnounce *announcement
 	seedCache   map[string]string // seed -> last resolved address; joinLoop only
+	gossipSeeds map[string]bool   // seeds that answered as gossip addresses
 	seeds       []string
 
 	dirtyCh  chan struct{}
@@ -197,6 +198,7 @@ func New(opts Options, logger *slog.Logger) (*Node, error) {
 		members:     map[string]*memberRec{},
 		pendingMods: map[string][]ModuleInfo{},
 		seedCache:   map[string]string{},
+		gossipSeeds: map[string]bool{},
 		seeds:       slices.Clone(s.opts.Seeds),
 		dirtyCh:     make(chan struct{}, 1),
 		metaCh:      make(chan struct{}, 1),
