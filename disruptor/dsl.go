@@ -313,18 +313,20 @@ func (d *Disruptor[T]) Halt() {
 	d.wg.Wait()
 }
 
-// Shutdown stops new claims (they get ErrHalted), waits until every event
-// published so far has been processed by every handler, then halts the
-// processors. If ctx ends first it halts anyway and returns an error saying
+// Shutdown stops new claims (they get ErrHalted; claims already made still
+// complete), waits until every event published so far has been processed by
+// every handler, then halts the processors. If ctx ends first it halts
+// anyway (blocked producers then get ErrHalted) and returns an error saying
 // how far the slowest handler got.
 func (d *Disruptor[T]) Shutdown(ctx context.Context) error {
-	d.ring.halted.Store(true)
-	d.ring.core.ws.SignalAllWhenBlocking()
-	target := d.ring.Cursor()
+	d.ring.Close()
 	ticker := time.NewTicker(200 * time.Microsecond)
 	defer ticker.Stop()
 	var err error
 	for {
+		// Re-read the cursor: producers that claimed before Close may
+		// still be publishing.
+		target := d.ring.Cursor()
 		if d.drained(target) {
 			break
 		}

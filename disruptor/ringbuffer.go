@@ -16,6 +16,7 @@ type RingBuffer[T any] struct {
 	seqr     sequencer
 	core     *sequencerCore
 	producer ProducerType
+	closed   atomic.Bool
 	halted   atomic.Bool
 	_        [CacheLinePad]byte
 }
@@ -38,7 +39,7 @@ func NewRingBuffer[T any](size int, factory func() T, producer ProducerType, ws 
 			r.entries[i] = factory()
 		}
 	}
-	core := sequencerCore{bufferSize: int64(size), ws: ws, cursor: NewSequence(InitialSequence), gating: &gating{}, halted: &r.halted}
+	core := sequencerCore{bufferSize: int64(size), ws: ws, cursor: NewSequence(InitialSequence), gating: &gating{}, closed: &r.closed, halted: &r.halted}
 	switch producer {
 	case SingleProducer:
 		sp := &singleProducerSequencer{sequencerCore: core, nextValue: InitialSequence, cachedValue: InitialSequence}
@@ -197,9 +198,17 @@ func (r *RingBuffer[T]) NewBarrier(deps ...*Sequence) *SequenceBarrier {
 // Halt makes every current and future blocking claim return ErrHalted and
 // wakes blocked waiters. It is permanent.
 func (r *RingBuffer[T]) Halt() {
+	r.closed.Store(true)
 	r.halted.Store(true)
 	r.core.ws.SignalAllWhenBlocking()
 }
+
+// Close refuses new claims (they return ErrHalted) while claims already
+// made still complete. Shutdown closes the ring before it drains.
+func (r *RingBuffer[T]) Close() { r.closed.Store(true) }
+
+// Closed reports whether the ring refuses new claims (Close or Halt).
+func (r *RingBuffer[T]) Closed() bool { return r.closed.Load() }
 
 // Halted reports whether Halt was called.
 func (r *RingBuffer[T]) Halted() bool { return r.halted.Load() }

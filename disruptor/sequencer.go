@@ -102,7 +102,10 @@ type sequencerCore struct {
 	ws         WaitStrategy
 	cursor     *Sequence
 	gating     *gating
-	halted     *atomic.Bool
+	// closed refuses new claims (Shutdown); halted also aborts claims
+	// that are waiting for capacity (Halt).
+	closed *atomic.Bool
+	halted *atomic.Bool
 }
 
 // backoff is the producer-side wait used while the ring is full: spin, then
@@ -139,6 +142,9 @@ func (s *singleProducerSequencer) next(n int64) (int64, error) {
 	if n < 1 || n > s.bufferSize {
 		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, s.bufferSize)
 	}
+	if s.closed.Load() {
+		return 0, ErrHalted
+	}
 	nextValue := s.nextValue
 	nextSeq := nextValue + n
 	wrapPoint := nextSeq - s.bufferSize
@@ -155,9 +161,6 @@ func (s *singleProducerSequencer) next(n int64) (int64, error) {
 			}
 		}
 		s.cachedValue = minSeq
-	}
-	if s.halted.Load() {
-		return 0, ErrHalted
 	}
 	s.nextValue = nextSeq
 	return nextSeq, nil
@@ -180,7 +183,7 @@ func (s *singleProducerSequencer) tryNext(n int64) (int64, error) {
 	if n < 1 || n > s.bufferSize {
 		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, s.bufferSize)
 	}
-	if s.halted.Load() {
+	if s.closed.Load() {
 		return 0, ErrHalted
 	}
 	if !s.hasCapacity(n) {
@@ -202,10 +205,12 @@ func (s *singleProducerSequencer) isAvailable(seq int64) bool {
 
 func (s *singleProducerSequencer) highestPublished(_, available int64) int64 { return available }
 
+// remainingCapacity is computed from the published cursor, not the
+// producer-private claim counter, so any goroutine may call it.
 func (s *singleProducerSequencer) remainingCapacity() int64 {
-	nextValue := s.nextValue
-	consumed := s.gating.min(nextValue)
-	return s.bufferSize - (nextValue - consumed)
+	produced := s.cursor.Get()
+	consumed := s.gating.min(produced)
+	return s.bufferSize - (produced - consumed)
 }
 
 // multiProducerSequencer lets any number of goroutines claim and publish.
@@ -237,7 +242,7 @@ func (m *multiProducerSequencer) next(n int64) (int64, error) {
 	if n < 1 || n > m.bufferSize {
 		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, m.bufferSize)
 	}
-	if m.halted.Load() {
+	if m.closed.Load() {
 		return 0, ErrHalted
 	}
 	current := m.cursor.Add(n) - n
@@ -253,6 +258,8 @@ func (m *multiProducerSequencer) next(n int64) (int64, error) {
 			}
 			// The claim is made; giving up leaves a hole, which is only
 			// acceptable because a halted ring is never consumed again.
+			// Shutdown only closes the ring, so claims already made get
+			// their capacity as the consumers drain.
 			if err := b.wait(m.halted); err != nil {
 				return 0, err
 			}
@@ -279,7 +286,7 @@ func (m *multiProducerSequencer) tryNext(n int64) (int64, error) {
 		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, m.bufferSize)
 	}
 	for {
-		if m.halted.Load() {
+		if m.closed.Load() {
 			return 0, ErrHalted
 		}
 		current := m.cursor.Get()

@@ -1,0 +1,459 @@
+package disruptor
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The benchmarks move a real payload (an int64 written by the producer and
+// summed by the consumer, which checks the sum at the end), so coordination
+// alone cannot pass as throughput. Each disruptor benchmark has a Go channel
+// baseline of the same capacity doing the same work in the same run:
+//
+//	go test ./disruptor -run '^$' -bench . -benchmem -count 5 | tee new.txt
+//	benchstat new.txt
+//
+// ns/op is per event; the events/s metric is reported too.
+
+const benchRing = 1 << 16
+
+type payload struct{ v int64 }
+
+func newPayload() payload { return payload{} }
+
+// sumHandler adds every value and records the expected total.
+type sumHandler struct {
+	sum atomic.Int64
+	acc int64
+}
+
+func (h *sumHandler) OnEvent(e *payload, _ int64, end bool) error {
+	h.acc += e.v
+	if end {
+		h.sum.Store(h.acc)
+	}
+	return nil
+}
+
+func reportRate(b *testing.B, events int) {
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+}
+
+func checkSum(b *testing.B, got, n int64) {
+	if want := n * (n - 1) / 2; got != want {
+		b.Fatalf("checksum: got %d want %d", got, want)
+	}
+}
+
+func waitSeq(b *testing.B, s *Sequence, target int64) {
+	for s.Get() < target {
+		runtime.Gosched()
+	}
+}
+
+func strategies() map[string]func() WaitStrategy {
+	return map[string]func() WaitStrategy{
+		"busy-spin": func() WaitStrategy { return NewBusySpinWaitStrategy() },
+		"yielding":  func() WaitStrategy { return NewYieldingWaitStrategy() },
+		"blocking":  func() WaitStrategy { return NewBlockingWaitStrategy() },
+	}
+}
+
+func run1P1C(b *testing.B, ws WaitStrategy, batch int64) {
+	d, err := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(ws))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := &sumHandler{}
+	d.HandleEventsWith(h)
+	if err := d.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer d.Halt()
+	rb := d.RingBuffer()
+	n := int64(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var i int64
+	for i < n {
+		k := batch
+		if n-i < k {
+			k = n - i
+		}
+		hi, err := rb.NextN(k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for s := hi - k + 1; s <= hi; s++ {
+			rb.Get(s).v = i
+			i++
+		}
+		rb.PublishRange(hi-k+1, hi)
+	}
+	waitSeq(b, d.SequenceOf(h), n-1)
+	b.StopTimer()
+	checkSum(b, h.sum.Load(), n)
+	reportRate(b, b.N)
+}
+
+func runChan1P1C(b *testing.B) {
+	ch := make(chan int64, benchRing)
+	done := make(chan int64)
+	n := int64(b.N)
+	go func() {
+		var acc int64
+		for i := int64(0); i < n; i++ {
+			acc += <-ch
+		}
+		done <- acc
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := int64(0); i < n; i++ {
+		ch <- i
+	}
+	sum := <-done
+	b.StopTimer()
+	checkSum(b, sum, n)
+	reportRate(b, b.N)
+}
+
+// BenchmarkUnicast1P1C: one producer, one consumer, one event per publish
+// and batch publishes of 16 and 256.
+func BenchmarkUnicast1P1C(b *testing.B) {
+	b.Run("channel", runChan1P1C)
+	for _, name := range []string{"busy-spin", "yielding", "blocking"} {
+		mk := strategies()[name]
+		for _, batch := range []int64{1, 16, 256} {
+			b.Run(fmt.Sprintf("disruptor/%s/batch=%d", name, batch), func(b *testing.B) { run1P1C(b, mk(), batch) })
+		}
+	}
+}
+
+// BenchmarkThreeProducers: three producers into one consumer.
+func BenchmarkThreeProducers(b *testing.B) {
+	const producers = 3
+	b.Run("channel", func(b *testing.B) {
+		ch := make(chan int64, benchRing)
+		per := int64(b.N/producers + 1)
+		total := per * producers
+		done := make(chan int64)
+		go func() {
+			var acc int64
+			for i := int64(0); i < total; i++ {
+				acc += <-ch
+			}
+			done <- acc
+		}()
+		b.ReportAllocs()
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		for p := int64(0); p < producers; p++ {
+			wg.Add(1)
+			go func(p int64) {
+				defer wg.Done()
+				for i := int64(0); i < per; i++ {
+					ch <- p*per + i
+				}
+			}(p)
+		}
+		wg.Wait()
+		sum := <-done
+		b.StopTimer()
+		checkSum(b, sum, total)
+		reportRate(b, int(total))
+	})
+	for _, name := range []string{"yielding", "blocking"} {
+		mk := strategies()[name]
+		b.Run("disruptor/"+name, func(b *testing.B) {
+			d, _ := New(newPayload, benchRing, WithProducerType(MultiProducer), WithWaitStrategy(mk()))
+			h := &sumHandler{}
+			d.HandleEventsWith(h)
+			if err := d.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer d.Halt()
+			rb := d.RingBuffer()
+			per := int64(b.N/producers + 1)
+			total := per * producers
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for p := int64(0); p < producers; p++ {
+				wg.Add(1)
+				go func(p int64) {
+					defer wg.Done()
+					for i := int64(0); i < per; i++ {
+						seq, err := rb.Next()
+						if err != nil {
+							panic(err)
+						}
+						rb.Get(seq).v = p*per + i
+						rb.Publish(seq)
+					}
+				}(p)
+			}
+			wg.Wait()
+			waitSeq(b, d.SequenceOf(h), total-1)
+			b.StopTimer()
+			checkSum(b, h.sum.Load(), total)
+			reportRate(b, int(total))
+		})
+	}
+}
+
+// stage adds its index to the value so the last stage's sum proves every
+// stage ran on every event, in order.
+type stage struct {
+	add int64
+	sumHandler
+}
+
+func (s *stage) OnEvent(e *payload, seq int64, end bool) error {
+	e.v += s.add
+	return s.sumHandler.OnEvent(e, seq, end)
+}
+
+// BenchmarkPipeline3: one producer, three stages in a chain, against a
+// chain of three channels with a goroutine per stage.
+func BenchmarkPipeline3(b *testing.B) {
+	b.Run("channel", func(b *testing.B) {
+		n := int64(b.N)
+		c0, c1, c2 := make(chan int64, benchRing), make(chan int64, benchRing), make(chan int64, benchRing)
+		done := make(chan int64)
+		go func() {
+			for i := int64(0); i < n; i++ {
+				c1 <- <-c0 + 0
+			}
+		}()
+		go func() {
+			for i := int64(0); i < n; i++ {
+				c2 <- <-c1 + 0
+			}
+		}()
+		go func() {
+			var acc int64
+			for i := int64(0); i < n; i++ {
+				acc += <-c2
+			}
+			done <- acc
+		}()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := int64(0); i < n; i++ {
+			c0 <- i
+		}
+		sum := <-done
+		b.StopTimer()
+		checkSum(b, sum, n)
+		reportRate(b, b.N)
+	})
+	for _, name := range []string{"yielding", "blocking"} {
+		mk := strategies()[name]
+		b.Run("disruptor/"+name, func(b *testing.B) {
+			d, _ := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(mk()))
+			s1, s2, s3 := &stage{}, &stage{}, &stage{}
+			d.HandleEventsWith(s1).Then(s2).Then(s3)
+			if err := d.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer d.Halt()
+			publishSeq(b, d)
+			waitSeq(b, d.SequenceOf(s3), int64(b.N)-1)
+			b.StopTimer()
+			checkSum(b, s3.sum.Load(), int64(b.N))
+			reportRate(b, b.N)
+		})
+	}
+}
+
+func publishSeq(b *testing.B, d *Disruptor[payload]) {
+	rb := d.RingBuffer()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := int64(0); i < int64(b.N); i++ {
+		seq, err := rb.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rb.Get(seq).v = i
+		rb.Publish(seq)
+	}
+}
+
+// BenchmarkMulticast3: one producer, three independent consumers each
+// seeing every event, against three channels each fed every value.
+func BenchmarkMulticast3(b *testing.B) {
+	b.Run("channel", func(b *testing.B) {
+		n := int64(b.N)
+		var chs [3]chan int64
+		done := make(chan int64, 3)
+		for k := range chs {
+			chs[k] = make(chan int64, benchRing)
+			go func(ch chan int64) {
+				var acc int64
+				for i := int64(0); i < n; i++ {
+					acc += <-ch
+				}
+				done <- acc
+			}(chs[k])
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := int64(0); i < n; i++ {
+			for _, ch := range chs {
+				ch <- i
+			}
+		}
+		for range chs {
+			checkSum(b, <-done, n)
+		}
+		b.StopTimer()
+		reportRate(b, b.N)
+	})
+	for _, name := range []string{"yielding", "blocking"} {
+		mk := strategies()[name]
+		b.Run("disruptor/"+name, func(b *testing.B) {
+			d, _ := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(mk()))
+			hs := []*sumHandler{{}, {}, {}}
+			d.HandleEventsWith(hs[0], hs[1], hs[2])
+			if err := d.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer d.Halt()
+			publishSeq(b, d)
+			for _, h := range hs {
+				waitSeq(b, d.SequenceOf(h), int64(b.N)-1)
+			}
+			b.StopTimer()
+			for _, h := range hs {
+				checkSum(b, h.sum.Load(), int64(b.N))
+			}
+			reportRate(b, b.N)
+		})
+	}
+}
+
+// BenchmarkDiamond: one producer, two parallel stages, and a third that
+// joins them (the LMAX diamond), against the same shape built of channels.
+func BenchmarkDiamond(b *testing.B) {
+	b.Run("channel", func(b *testing.B) {
+		n := int64(b.N)
+		in1, in2 := make(chan int64, benchRing), make(chan int64, benchRing)
+		out1, out2 := make(chan int64, benchRing), make(chan int64, benchRing)
+		done := make(chan int64)
+		fwd := func(in, out chan int64) {
+			for i := int64(0); i < n; i++ {
+				out <- <-in
+			}
+		}
+		go fwd(in1, out1)
+		go fwd(in2, out2)
+		go func() {
+			var acc int64
+			for i := int64(0); i < n; i++ {
+				a, c := <-out1, <-out2
+				acc += (a + c) / 2
+			}
+			done <- acc
+		}()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := int64(0); i < n; i++ {
+			in1 <- i
+			in2 <- i
+		}
+		sum := <-done
+		b.StopTimer()
+		checkSum(b, sum, n)
+		reportRate(b, b.N)
+	})
+	for _, name := range []string{"yielding", "blocking"} {
+		mk := strategies()[name]
+		b.Run("disruptor/"+name, func(b *testing.B) {
+			d, _ := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(mk()))
+			a, c, join := &sumHandler{}, &sumHandler{}, &sumHandler{}
+			d.HandleEventsWith(a, c).Then(join)
+			if err := d.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer d.Halt()
+			publishSeq(b, d)
+			waitSeq(b, d.SequenceOf(join), int64(b.N)-1)
+			b.StopTimer()
+			checkSum(b, join.sum.Load(), int64(b.N))
+			reportRate(b, b.N)
+		})
+	}
+}
+
+// BenchmarkLatency: one-hop latency of a timestamped ping, 1P1C. One ping
+// is in flight at a time; p50/p99/p99.9 in ns are reported as metrics.
+func BenchmarkLatency(b *testing.B) {
+	type ping struct{ sent int64 }
+	base := time.Now()
+	now := func() int64 { return int64(time.Since(base)) }
+	report := func(b *testing.B, lat []int64) {
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) }
+		b.ReportMetric(q(0.50), "p50-ns")
+		b.ReportMetric(q(0.99), "p99-ns")
+		b.ReportMetric(q(0.999), "p99.9-ns")
+		b.ReportMetric(0, "ns/op")
+	}
+	b.Run("channel", func(b *testing.B) {
+		ch := make(chan int64, 1024)
+		lat := make([]int64, b.N)
+		var got atomic.Int64
+		go func() {
+			for i := 0; i < b.N; i++ {
+				lat[i] = now() - <-ch
+				got.Store(int64(i + 1))
+			}
+		}()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			ch <- now()
+			for got.Load() <= int64(i) {
+			}
+		}
+		b.StopTimer()
+		report(b, lat)
+	})
+	for _, name := range []string{"busy-spin", "blocking"} {
+		mk := strategies()[name]
+		b.Run("disruptor/"+name, func(b *testing.B) {
+			lat := make([]int64, b.N)
+			d, _ := New(func() ping { return ping{} }, 1024, WithProducerType(SingleProducer), WithWaitStrategy(mk()))
+			h := Handler(func(e *ping, seq int64, _ bool) error {
+				lat[seq] = now() - e.sent
+				return nil
+			})
+			d.HandleEventsWith(h)
+			if err := d.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer d.Halt()
+			rb := d.RingBuffer()
+			done := d.SequenceOf(h)
+			b.ResetTimer()
+			for i := int64(0); i < int64(b.N); i++ {
+				seq, _ := rb.Next()
+				rb.Get(seq).sent = now()
+				rb.Publish(seq)
+				for done.Get() < i {
+				}
+			}
+			b.StopTimer()
+			report(b, lat)
+		})
+	}
+}
+
+var _ = context.Background
