@@ -66,6 +66,7 @@ type options struct {
 	level    *slog.LevelVar
 	cluster  Cluster
 	acks     []string
+	opener   journal.Opener // tests inject journal I/O faults
 }
 
 // WithListener serves on ln instead of binding server.host:server.port
@@ -131,6 +132,9 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 		}
 	}()
 
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("appliance: invalid configuration: %w", err)
+	}
 	a.lock, err = statedir.Acquire(cfg.Node.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("appliance: %w", err)
@@ -138,7 +142,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 	logger.Info("state directory locked", "dir", a.lock.Dir(), "pid", os.Getpid())
 
 	if cfg.Journal.Enabled {
-		a.journal, err = openJournal(cfg, a.lock.Dir(), logger)
+		a.journal, err = openJournal(cfg, a.lock.Dir(), logger, a.opts.opener)
 		if err != nil {
 			return nil, fmt.Errorf("appliance: %w", err)
 		}

@@ -120,7 +120,7 @@ func (a journalArchive) Read(from, to int64, limit int, buf *event.Copy, fn func
 }
 
 // openJournal opens <data_dir>/journal with the configured policy.
-func openJournal(cfg config.Config, dataDir string, log *slog.Logger) (*journal.Journal, error) {
+func openJournal(cfg config.Config, dataDir string, log *slog.Logger, opener journal.Opener) (*journal.Journal, error) {
 	policy, err := journal.ParseFsyncPolicy(cfg.Journal.Fsync)
 	if err != nil {
 		return nil, err
@@ -134,6 +134,8 @@ func openJournal(cfg config.Config, dataDir string, log *slog.Logger) (*journal.
 		RetentionAge:   cfg.Journal.RetentionAge.Duration,
 		MaxRecordSize:  int(min(int64(cfg.Ring.MaxEventSize)+2*event.MaxIDLen+64, math.MaxInt32)),
 		Logger:         log.With("component", "journal"),
+		Opener:         opener,
+		RetryInterval:  50 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
