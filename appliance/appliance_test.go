@@ -669,17 +669,22 @@ func TestStateDirLockedBySecondNode(t *testing.T) {
 func TestJournalDisabledRefusesDurable(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Journal.Enabled = false
+	cfg.Journal.DefaultAck = "memory" // config refuses durable without a journal
 	n := start(t, cfg)
 	r := n.postJSON("/api/v1/events?ack=durable", `{"data":1}`)
 	wantCode(t, r, 400)
 	if !strings.Contains(r.json(t)["error"].(string), "ack=durable is not available") {
 		t.Errorf("body %s", r.body)
 	}
-	// The configured default (durable) falls back to memory, said in the answer and the log.
 	r = n.postJSON("/api/v1/events", `{"data":1}`)
 	wantCode(t, r, 200)
-	if r.json(t)["ack"] != "memory" || !strings.Contains(n.logs.String(), "journal.default_ack is not available") {
+	if r.json(t)["ack"] != "memory" || !strings.Contains(n.logs.String(), "journal disabled") {
 		t.Errorf("default ack answer %s", r.body)
+	}
+	bad := cfg
+	bad.Journal.DefaultAck = "durable"
+	if _, err := New(bad, nil); err == nil || !strings.Contains(err.Error(), "journal.default_ack") {
+		t.Errorf("New with default_ack=durable and no journal: %v", err)
 	}
 }
 
