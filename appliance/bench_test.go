@@ -51,6 +51,9 @@ func benchPublish(b *testing.B, batch int, withJournal bool, ack string) {
 	cfg.API.MaxBatch = 1000
 	cfg.Log.Level = "error"
 	cfg.Journal.Enabled = withJournal
+	if !withJournal {
+		cfg.Journal.DefaultAck = "memory"
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
