@@ -322,10 +322,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	go func() { serveErr <- a.server.Serve(a.ln) }()
 
 	wdCtx, stopWD := context.WithCancel(context.Background())
-	wdDone := make(chan struct{})
+	wdDone := make(chan struct{}, 2)
 	go func() {
-		defer close(wdDone)
+		defer func() { wdDone <- struct{}{} }()
 		a.notify.RunWatchdog(wdCtx, sdnotify.WatchdogInterval(), a.pipe.Progressing)
+	}()
+	go func() {
+		defer func() { wdDone <- struct{}{} }()
+		a.statusLoop(wdCtx, 10*time.Second)
 	}()
 
 	a.phase.Store(int32(PhaseRunning))
@@ -346,6 +350,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	err := a.shutdown(cfg.Server.ShutdownTimeout.Duration)
 	stopWD()
 	<-wdDone
+	<-wdDone
 	if runErr == nil {
 		select {
 		case runErr = <-serveErr:
@@ -353,6 +358,26 @@ func (a *Appliance) Run(ctx context.Context) error {
 		}
 	}
 	return errors.Join(runErr, err)
+}
+
+// statusLoop refreshes systemd's STATUS= line (systemctl status) every
+// interval while running under systemd.
+func (a *Appliance) statusLoop(ctx context.Context, every time.Duration) {
+	if os.Getenv("NOTIFY_SOCKET") == "" {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			st := a.pipe.Status()
+			a.notify.Status(fmt.Sprintf("%s: %d events in, %d out, %.0f/s in, ring %d/%d free",
+				a.Phase(), st.EventsIn, st.EventsOut, st.RateIn, st.RemainingCapacity, st.Capacity))
+		}
+	}
 }
 
 func (a *Appliance) shutdown(timeout time.Duration) error {

@@ -761,3 +761,35 @@ func TestShutdownWithIdleFreshConnection(t *testing.T) {
 		t.Fatalf("Run: %v (a fresh connection held the shutdown)", err)
 	}
 }
+
+// TestSSEGapWhenReaderIsBehindTheRing: without a journal, a tail asked to
+// start before what the ring holds gets a gap event naming the earliest
+// sequence, then the events from there.
+func TestSSEGapWhenReaderIsBehindTheRing(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Journal.Enabled = false
+	cfg.Journal.DefaultAck = "memory"
+	cfg.Ring.BufferSize = 8
+	n := start(t, cfg)
+	wantCode(t, n.postJSON("/api/v1/events", "["+strings.TrimSuffix(strings.Repeat(`{"data":"x"},`, 20), ",")+"]"), 200)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", n.url+"/api/v1/events/stream?from=0", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	var lines []string
+	for sc.Scan() && len(lines) < 4 {
+		if l := sc.Text(); l != "" && !strings.HasPrefix(l, ":") {
+			lines = append(lines, l)
+		}
+	}
+	want := []string{"event: gap", `data: {"from":0,"earliest":12}`, "id: 12", "event: event"}
+	if fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Errorf("stream starts %q, want %q", lines, want)
+	}
+	cancel()
+}
