@@ -271,6 +271,9 @@ func (a *Appliance) warnings(cfg config.Config, acks []string) {
 	if a.limits(cfg, acks).DefaultAck != cfg.Journal.DefaultAck {
 		a.log.Warn("journal.default_ack is not available in this build; requests without ?ack= are acknowledged in memory", "configured", cfg.Journal.DefaultAck, "available", acks)
 	}
+	if cfg.Cluster.Enabled && a.opts.cluster == nil {
+		a.log.Warn("cluster.enabled is set but no cluster membership is wired into this build; this node runs alone", "seeds", cfg.Cluster.Seeds)
+	}
 	if !cfg.Journal.Enabled {
 		a.log.Warn("journal disabled (journal.enabled = false): accepted events live only in memory; ack=durable is unavailable")
 	}
