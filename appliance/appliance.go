@@ -46,8 +46,8 @@ func (p Phase) String() string {
 	return [...]string{"starting", "running", "draining", "stopped"}[p]
 }
 
-// Cluster is the seam for gossip membership (appliance/cluster). Without
-// one the node reports itself alone.
+// Cluster is the seam for gossip membership. Without one the node reports
+// itself alone. WithMembership adapts appliance/cluster's *Node directly.
 type Cluster interface {
 	// Members is the JSON body of GET /api/v1/cluster/nodes.
 	Members() any
@@ -55,6 +55,34 @@ type Cluster interface {
 	GossipAddr() string
 	// Leave leaves the cluster gracefully (first step of shutdown).
 	Leave(ctx context.Context) error
+}
+
+// Membership is what a gossip implementation offers; appliance/cluster's
+// *Node satisfies it with M = cluster.Member.
+type Membership[M any] interface {
+	GossipAddr() string
+	Members() []M
+	Leave(timeout time.Duration) error
+}
+
+// WithMembership wires a Membership as the node's Cluster:
+// /api/v1/cluster/nodes answers {"nodes": m.Members()}, node info reports
+// m.GossipAddr(), and shutdown leaves with the time left before the
+// shutdown deadline. Usage: appliance.WithMembership(node).
+func WithMembership[M any](m Membership[M]) Option {
+	return WithCluster(membership[M]{m})
+}
+
+type membership[M any] struct{ m Membership[M] }
+
+func (c membership[M]) Members() any       { return map[string]any{"nodes": c.m.Members()} }
+func (c membership[M]) GossipAddr() string { return c.m.GossipAddr() }
+func (c membership[M]) Leave(ctx context.Context) error {
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	return c.m.Leave(timeout)
 }
 
 // Option customises New.
