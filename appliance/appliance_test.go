@@ -453,6 +453,8 @@ func TestRangesGone410(t *testing.T) {
 	if m := r.json(t); m["count"] != 0.0 || m["next"] != 40.0 {
 		t.Errorf("future read %s", r.body)
 	}
+	r = n.do("GET", "/api/v1/events?from=9223372036854775807", nil) // no overflow into a bogus range
+	wantCode(t, r, 200)
 	r = n.do("GET", "/api/v1/events", nil) // defaults: from earliest
 	wantCode(t, r, 200)
 	if m := r.json(t); m["from"] != 14.0 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -77,6 +78,9 @@ func (s *Server) readEvents(c *fiber.Ctx) error {
 	}
 	if !hasTo {
 		to = from + limit - 1
+		if to < from { // overflow near MaxInt64
+			to = math.MaxInt64
+		}
 	}
 	if to < from {
 		return apiErr(fiber.StatusBadRequest, fmt.Sprintf("invalid range: to (%d) is before from (%d)", to, from))
