@@ -105,7 +105,9 @@ var help = map[string]string{
 
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry, EnableOpenMetrics: false})
+	// ContinueOnError: under systemd's ProcSubset=pid the process collector
+	// cannot read /proc/stat (boot time); serve everything else rather than 500.
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry, ErrorHandling: promhttp.ContinueOnError})
 }
 
 var (
