@@ -101,6 +101,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		for {
 			select {
 			case <-ctx.Done():
+				// Restore default signal handling: a second SIGINT/SIGTERM
+				// during the drain terminates at once.
+				stop()
+				logger.Info("draining; send SIGINT or SIGTERM again to exit immediately")
 				return
 			case <-hup:
 				logger.Info("SIGHUP: reloading configuration", "file", loaded.File)
