@@ -13,7 +13,7 @@ type Scope int
 const (
 	// ScopeOpen endpoints need no token (probes, metrics, node info, cluster view, OpenAPI).
 	ScopeOpen Scope = iota
-	// ScopePublish endpoints accept a publish or an admin token.
+	// ScopePublish endpoints (publish and read events) accept a publish or an admin token.
 	ScopePublish
 	// ScopeAdmin endpoints need an admin token.
 	ScopeAdmin

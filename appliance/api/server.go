@@ -164,8 +164,8 @@ type Route struct {
 func Routes() []Route {
 	return []Route{
 		{"POST", "/api/v1/events", ScopePublish},
-		{"GET", "/api/v1/events", ScopeAdmin},
-		{"GET", "/api/v1/events/stream", ScopeAdmin},
+		{"GET", "/api/v1/events", ScopePublish},
+		{"GET", "/api/v1/events/stream", ScopePublish},
 		{"GET", "/api/v1/status", ScopeAdmin},
 		{"GET", "/api/v1/node/info", ScopeOpen},
 		{"GET", "/api/v1/cluster/nodes", ScopeOpen},
