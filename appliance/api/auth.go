@@ -54,7 +54,7 @@ func (s *Server) auth(scope Scope) fiber.Handler {
 			if scope == ScopePublish {
 				return c.Next()
 			}
-			return apiErr(fiber.StatusForbidden, "this token may only publish; "+c.Method()+" "+c.Path()+" needs an admin token")
+			return apiErr(fiber.StatusForbidden, "this token may publish and read events; "+c.Method()+" "+c.Path()+" needs an admin token")
 		}
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="badbatch", error="invalid_token"`)
 		return apiErr(fiber.StatusUnauthorized, "invalid bearer token")
