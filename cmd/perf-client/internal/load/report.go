@@ -36,6 +36,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.Mode == "open-loop" {
 		writePct(&b, "latency (from intended send; coordinated omission corrected)", r.Latency)
 		writePct(&b, "service time (from actual send)", r.ServiceTime)
+		writePct(&b, "client send lag (actual - intended send; timer jitter, busy connections)", r.SendLag)
 		if r.NotSent > 0 {
 			fmt.Fprintf(&b, "WARNING: %s scheduled requests were never sent: the client fell too far behind the target rate, so latency is under-reported\n", Group(r.NotSent))
 		}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -152,6 +153,10 @@ type Result struct {
 	// ServiceTime.
 	Latency     Percentiles `json:"latency"`
 	ServiceTime Percentiles `json:"service_time"` // from the actual send to the answer
+	// SendLag is how late the client itself sent each request (actual −
+	// intended send time; open loop only): timer wake-up jitter and waits
+	// for a free connection. It is part of Latency.
+	SendLag Percentiles `json:"send_lag,omitempty"`
 
 	// NotSent counts open-loop requests that were scheduled but never
 	// sent because the client fell more than a grace period behind: the
@@ -213,7 +218,8 @@ type worker struct {
 	seqs     []int64
 	dups     []bool
 	lat, svc *hdrhistogram.Histogram
-	clamped  [2]int64
+	lag      *hdrhistogram.Histogram
+	clamped  [3]int64
 	measured counts
 	total    counts
 	lastDone time.Time
@@ -419,6 +425,7 @@ func (r *runner) newWorker(prod int) (*worker, error) {
 		seqs: make([]int64, r.cfg.Batch), dups: make([]bool, r.cfg.Batch),
 		lat:     hdrhistogram.New(histMinUS, histMaxUS, 3),
 		svc:     hdrhistogram.New(histMinUS, histMaxUS, 3),
+		lag:     hdrhistogram.New(histMinUS, histMaxUS, 3),
 		minRing: -1, maxRing: -1,
 	}
 	w.req.SetRequestURI(r.uri)
@@ -452,11 +459,8 @@ func (w *worker) loop(ctx context.Context) {
 			if !r.end.IsZero() && !intended.Before(r.end) {
 				return
 			}
-			if d := time.Until(intended); d > 0 {
-				timer.Reset(d)
-				select {
-				case <-timer.C:
-				case <-ctx.Done():
+			if time.Until(intended) > 0 {
+				if !sleepUntil(ctx, timer, intended) {
 					return
 				}
 			} else if time.Now().After(r.hardStop) {
@@ -478,6 +482,30 @@ func (w *worker) loop(ctx context.Context) {
 		}
 		w.send(intended, measured)
 	}
+}
+
+// coarse is the part of a wait left to the runtime's timers, which wake
+// up to ~1 ms late on Linux (they round to the poller's millisecond
+// timeout); the last stretch is slept with nanosleep(2), which is accurate
+// to tens of microseconds but holds an OS thread, so it is kept short.
+const coarse = 2 * time.Millisecond
+
+// sleepUntil waits until t; false when ctx ended first.
+func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
+	if d := time.Until(t) - coarse; d > 0 {
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if d := time.Until(t); d > 0 {
+		ts := syscall.NsecToTimespec(int64(d))
+		for syscall.Nanosleep(&ts, &ts) == syscall.EINTR {
+		}
+	}
+	return ctx.Err() == nil
 }
 
 // send publishes one request and accounts for the answer.
@@ -540,6 +568,9 @@ func (w *worker) send(intended time.Time, measured bool) {
 		w.measured.add1(&c, status)
 		w.record(w.lat, int64(t1.Sub(intended)/time.Microsecond), 0, err == nil)
 		w.record(w.svc, int64(t1.Sub(t0)/time.Microsecond), 1, err == nil)
+		if r.open {
+			w.record(w.lag, int64(t0.Sub(intended)/time.Microsecond), 2, true)
+		}
 	}
 	w.total.add1(&c, status)
 	r.pRequests.Add(1)
@@ -660,16 +691,19 @@ func (r *runner) result(workers []*worker, wall time.Duration, cpu0, cpu1 rusage
 	}
 	lat := hdrhistogram.New(histMinUS, histMaxUS, 3)
 	svc := hdrhistogram.New(histMinUS, histMaxUS, 3)
+	lag := hdrhistogram.New(histMinUS, histMaxUS, 3)
 	var m, t counts
 	var last time.Time
-	var clamped [2]int64
+	var clamped [3]int64
 	for _, w := range workers {
 		lat.Merge(w.lat)
 		svc.Merge(w.svc)
+		lag.Merge(w.lag)
 		m.add(&w.measured)
 		t.add(&w.total)
 		clamped[0] += w.clamped[0]
 		clamped[1] += w.clamped[1]
+		clamped[2] += w.clamped[2]
 		if w.lastDone.After(last) {
 			last = w.lastDone
 		}
@@ -690,6 +724,9 @@ func (r *runner) result(workers []*worker, wall time.Duration, cpu0, cpu1 rusage
 	}
 	res.Latency = percentiles(lat, clamped[0])
 	res.ServiceTime = percentiles(svc, clamped[1])
+	if r.open {
+		res.SendLag = percentiles(lag, clamped[2])
+	}
 	if r.open {
 		scheduled := r.totalReqs
 		if !r.end.IsZero() {

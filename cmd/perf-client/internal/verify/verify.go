@@ -48,9 +48,9 @@ type Report struct {
 	// matched to a sent event at all.
 	Unidentified int64 `json:"unidentified,omitempty"`
 	unanswered   int64
-	From          int64 `json:"from"`           // ring range read
-	To            int64 `json:"to"`
-	Pages         int   `json:"pages"`
+	From         int64 `json:"from"` // ring range read
+	To           int64 `json:"to"`
+	Pages        int   `json:"pages"`
 	// Samples names a few problems (producer/sequence), for the report.
 	Samples []string `json:"samples,omitempty"`
 }
