@@ -92,10 +92,10 @@ func TestPayloadDecode(t *testing.T) {
 		{100, 42, 43, true},
 		{100, 42, 42, false}, // never sent
 		{21, 9223372036854775806, 9223372036854775807, true},
-		{8, 999_999, 1_000_000, true},  // 6 digits hold every sequence sent
-		{8, 5, 1_000_001, false},       // digits wrapped: ambiguous
-		{2, 0, 1, true},                // no digits, one event
-		{2, 0, 2, false},               // no digits, two events
+		{8, 999_999, 1_000_000, true}, // 6 digits hold every sequence sent
+		{8, 5, 1_000_001, false},      // digits wrapped: ambiguous
+		{2, 0, 1, true},               // no digits, one event
+		{2, 0, 2, false},              // no digits, two events
 	} {
 		p := Payload{Size: tc.size}
 		got, ok := p.Decode(p.Append(nil, tc.seq), tc.claimed)

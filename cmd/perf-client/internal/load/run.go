@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/url"
 	"strconv"
 	"sync"
@@ -325,6 +326,9 @@ func Run(ctx context.Context, cfg Config) (*Result, *Ledger, error) {
 		ReadTimeout:         cfg.Timeout,
 		WriteTimeout:        cfg.Timeout,
 		MaxIdleConnDuration: time.Minute,
+		// A plain dialer: fasthttp's default one starts a process-wide DNS
+		// cache cleaner goroutine that never ends.
+		Dial: (&dialer{d: net.Dialer{Timeout: cfg.Timeout}}).dial,
 	}
 	if u.Port() == "" {
 		if u.Scheme == "https" {
@@ -410,6 +414,16 @@ func Run(ctx context.Context, cfg Config) (*Result, *Ledger, error) {
 		}
 	}
 	return res, led, nil
+}
+
+type dialer struct{ d net.Dialer }
+
+func (d *dialer) dial(addr string) (net.Conn, error) {
+	c, err := d.d.Dial("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	return c, nil
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
