@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 )
 
@@ -120,4 +121,40 @@ func FuzzParseAnswer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkClientRequestWork is the client's own CPU work per request
+// besides HTTP: refill the preallocated body and parse the answer
+// (single events and batches of 100).
+func BenchmarkClientRequestWork(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		b.Run(strconv.Itoa(batch), func(b *testing.B) {
+			body, err := NewBody(batch, Payload{Size: 100})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ans []byte
+			if batch == 1 {
+				ans = []byte(`{"sequence":123456,"ack":"memory"}`)
+			} else {
+				ans = []byte(`{"ack":"memory","accepted":100,"duplicates":0,"rejected":0,"results":[`)
+				for i := range batch {
+					if i > 0 {
+						ans = append(ans, ',')
+					}
+					ans = append(ans, `{"sequence":`+strconv.Itoa(1000000+i)+`}`...)
+				}
+				ans = append(ans, "]}"...)
+			}
+			seqs, dups := make([]int64, batch), make([]bool, batch)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				body.Fill(int64(i * batch))
+				if _, err := ParseAnswer(ans, batch > 1, seqs, dups); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

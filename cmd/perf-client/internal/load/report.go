@@ -105,7 +105,11 @@ func us(v int64) string {
 	}
 }
 
+// trimFloat formats a rate: grouped when whole, else with up to 2 decimals.
 func trimFloat(f float64) string {
+	if f == float64(int64(f)) {
+		return Group(int64(f))
+	}
 	s := fmt.Sprintf("%.2f", f)
 	s = strings.TrimRight(s, "0")
 	return strings.TrimSuffix(s, ".")
