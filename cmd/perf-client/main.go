@@ -68,6 +68,8 @@ type options struct {
 	payloadSize    int
 	ack            string
 	timeout        time.Duration
+	retries        int
+	retryDelay     time.Duration
 	jsonOut        bool
 	out            string
 	verify         bool
@@ -104,6 +106,8 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.Float64Var(&o.rate, "rate", 0, "open loop: target events per second (latency measured from each request's intended send time)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "run this long before measuring (published, not counted)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
+	fs.IntVar(&o.retries, "retries", 0, "send a request again (same producer id and sequences: idempotent) after a transport error, 429 or 503, up to this many times; 0 counts them as they are")
+	fs.DurationVar(&o.retryDelay, "retry-delay", 10*time.Millisecond, "wait before each retry (the node's Retry-After, whole seconds, is not used)")
 	fs.StringVar(&o.token, "token", "", "bearer token (publish scope; admin scope for --verify); default $BADBATCH_TOKEN")
 	fs.BoolVar(&o.verify, "verify", false, "after the run, read the published range back and check every acknowledged event is stored exactly once with its payload")
 	fs.IntVar(&o.pageSize, "page-size", 1000, "events per read-back request (--verify)")
@@ -177,6 +181,12 @@ func parse(args []string, getenv func(string) string, tty bool) (*options, load.
 	if o.timeout <= 0 {
 		bad("invalid --timeout %s: want a positive duration", o.timeout)
 	}
+	if o.retries < 0 {
+		bad("invalid --retries %d: must not be negative", o.retries)
+	}
+	if o.retryDelay < 0 {
+		bad("invalid --retry-delay %s: must not be negative", o.retryDelay)
+	}
 	if o.pageSize < 1 {
 		bad("invalid --page-size %d: want at least 1", o.pageSize)
 	}
@@ -216,7 +226,8 @@ func parse(args []string, getenv func(string) string, tty bool) (*options, load.
 	cfg := load.Config{
 		URL: strings.TrimSuffix(o.url, "/"), Token: token, Events: o.events, Duration: o.duration,
 		Warmup: o.warmup, Rate: rate, Producers: o.producers, Connections: conns, Batch: o.batch,
-		Payload: load.Payload{Size: o.payloadSize}, Ack: o.ack, Timeout: o.timeout, Record: o.verify,
+		Payload: load.Payload{Size: o.payloadSize}, Ack: o.ack, Timeout: o.timeout,
+		Retries: o.retries, RetryDelay: o.retryDelay, Record: o.verify,
 		RunID: runID,
 	}
 	if !o.quiet {

@@ -25,7 +25,11 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "; wall %.2fs\n", r.WallS)
 	m := r.Measured
-	fmt.Fprintf(&b, "requests:   %s sent, %s ok (200)%s\n", Group(m.Requests), Group(m.RequestsOK), statusLine(m.Status))
+	retries := ""
+	if m.Retries > 0 {
+		retries = fmt.Sprintf(" (%s of them retries)", Group(m.Retries))
+	}
+	fmt.Fprintf(&b, "requests:   %s sent%s, %s ok (200)%s\n", Group(m.Requests), retries, Group(m.RequestsOK), statusLine(m.Status))
 	fmt.Fprintf(&b, "events:     %s sent, %s acknowledged, %s refused, %s unknown (no answer)",
 		Group(m.EventsSent), Group(m.EventsAcked), Group(m.EventsRefused), Group(m.EventsUnknown))
 	if m.EventsDuplicate > 0 {

@@ -48,8 +48,13 @@ type Config struct {
 	Payload     Payload       // the "data" of each event
 	Ack         string        // ?ack= level; "" = the node's default
 	Timeout     time.Duration // per-request read/write timeout
-	Record      bool          // keep a Ledger of every event's outcome (for verification)
-	RunID       string        // prefix of the producer ids; must be unique per run
+	// Retries is how often a request is sent again after a transport error,
+	// 429 or 503 (same producer id and sequences, so the node acknowledges
+	// what it already stored as a duplicate); 0 counts them as they are.
+	Retries    int
+	RetryDelay time.Duration // wait before each retry
+	Record     bool          // keep a Ledger of every event's outcome (for verification)
+	RunID      string        // prefix of the producer ids; must be unique per run
 
 	Progress         io.Writer     // progress output (nil: none)
 	ProgressInterval time.Duration // time between progress updates
@@ -108,7 +113,8 @@ type Percentiles struct {
 
 // Counts are request and event counters.
 type Counts struct {
-	Requests        int64            `json:"requests"`
+	Requests        int64            `json:"requests"` // HTTP requests, retries included
+	Retries         int64            `json:"retries"`  // of which retries (--retries)
 	RequestsOK      int64            `json:"requests_ok"`
 	Status          map[string]int64 `json:"status"` // HTTP status → requests; "transport" for no answer
 	EventsSent      int64            `json:"events_sent"`
@@ -183,7 +189,7 @@ type counts struct {
 
 // reqCounts are one request's (or many requests') event and request counts.
 type reqCounts struct {
-	requests, ok, sent, acked, dup, refused, unknown, transport int64
+	requests, ok, sent, acked, dup, refused, unknown, transport, retries int64
 }
 
 func (c *counts) add(o *counts) {
@@ -195,7 +201,7 @@ func (c *counts) add(o *counts) {
 
 func (c *counts) export() Counts {
 	out := Counts{
-		Requests: c.requests, RequestsOK: c.ok, EventsSent: c.sent, EventsAcked: c.acked,
+		Requests: c.requests, Retries: c.retries, RequestsOK: c.ok, EventsSent: c.sent, EventsAcked: c.acked,
 		EventsDuplicate: c.dup, EventsRefused: c.refused, EventsUnknown: c.unknown,
 		Status: map[string]int64{},
 	}
@@ -224,6 +230,7 @@ type worker struct {
 	measured counts
 	total    counts
 	lastDone time.Time
+	timer    *time.Timer
 	recs     []Record
 	samples  map[string]string
 	minRing  int64
@@ -298,6 +305,9 @@ func (c *Config) Validate() error {
 	case "", "memory", "durable", "processed":
 	default:
 		errs = append(errs, fmt.Errorf("ack %q: want memory, durable or processed", c.Ack))
+	}
+	if c.Retries < 0 || c.RetryDelay < 0 {
+		errs = append(errs, fmt.Errorf("retries %d / retry delay %v: must not be negative", c.Retries, c.RetryDelay))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("timeout %v: must be positive", c.Timeout))
@@ -459,8 +469,9 @@ func (w *worker) loop(ctx context.Context) {
 		fasthttp.ReleaseResponse(w.resp)
 	}()
 	r := w.r
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	w.timer = time.NewTimer(time.Hour)
+	defer w.timer.Stop()
+	timer := w.timer
 	for ctx.Err() == nil {
 		var intended time.Time
 		var measured bool
@@ -494,7 +505,7 @@ func (w *worker) loop(ctx context.Context) {
 				}
 			}
 		}
-		w.send(intended, measured)
+		w.send(ctx, intended, measured)
 	}
 }
 
@@ -522,32 +533,46 @@ func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
 	return ctx.Err() == nil
 }
 
-// send publishes one request and accounts for the answer.
-func (w *worker) send(intended time.Time, measured bool) {
+// send publishes one request (retrying it as configured) and accounts for
+// the answer.
+func (w *worker) send(ctx context.Context, intended time.Time, measured bool) {
 	r := w.r
 	batch := int64(r.cfg.Batch)
 	prod := r.prods[w.prod]
 	first := prod.next.Add(batch) - batch
 	w.req.SetBodyRaw(w.body.Fill(first))
-	t0 := time.Now()
-	err := r.client.Do(w.req, w.resp)
-	t1 := time.Now()
+	var t0, t1 time.Time
+	var err error
+	var status int
+	for attempt := 0; ; attempt++ {
+		ts := time.Now()
+		if attempt == 0 {
+			t0 = ts
+		}
+		err = r.client.Do(w.req, w.resp)
+		t1 = time.Now()
+		status = 0
+		if err == nil {
+			status = w.resp.StatusCode()
+		}
+		w.countAttempt(status, err, attempt > 0, measured)
+		retryable := err != nil || status == fasthttp.StatusTooManyRequests || status == fasthttp.StatusServiceUnavailable
+		if !retryable || attempt >= r.cfg.Retries || ctx.Err() != nil {
+			break
+		}
+		if r.cfg.RetryDelay > 0 && !sleepUntil(ctx, w.timer, time.Now().Add(r.cfg.RetryDelay)) {
+			break
+		}
+	}
 	w.lastDone = t1
 
-	var c reqCounts // this request's contribution
-	c.requests = 1
+	var c reqCounts // this request's events
 	c.sent = batch
 	outcome := Unknown
-	status := 0
 	if err != nil {
-		c.transport = 1
 		c.unknown = batch
 		w.sample("transport", err.Error())
 	} else {
-		status = w.resp.StatusCode()
-		if status == fasthttp.StatusOK {
-			c.ok = 1
-		}
 		switch status {
 		case fasthttp.StatusOK, fasthttp.StatusTooManyRequests, fasthttp.StatusServiceUnavailable:
 			n, perr := ParseAnswer(w.resp.Body(), batch > 1, w.seqs, w.dups)
@@ -579,24 +604,43 @@ func (w *worker) send(intended time.Time, measured bool) {
 	}
 
 	if measured {
-		w.measured.add1(&c, status)
+		w.measured.add1(&c, -1)
 		w.record(w.lat, int64(t1.Sub(intended)/time.Microsecond), 0, err == nil)
 		w.record(w.svc, int64(t1.Sub(t0)/time.Microsecond), 1, err == nil)
 		if r.open {
 			w.record(w.lag, int64(t0.Sub(intended)/time.Microsecond), 2, true)
 		}
 	}
-	w.total.add1(&c, status)
-	r.pRequests.Add(1)
+	w.total.add1(&c, -1)
 	r.pAcked.Add(c.acked)
-	if status != fasthttp.StatusOK {
-		r.pErrors.Add(1)
-		if status == fasthttp.StatusTooManyRequests {
-			r.p429.Add(1)
-		}
-	}
 	if r.cfg.Record {
 		w.ledger(first, outcome)
+	}
+}
+
+// countAttempt counts one HTTP exchange.
+func (w *worker) countAttempt(status int, err error, retry, measured bool) {
+	var c reqCounts
+	c.requests = 1
+	if err != nil {
+		c.transport = 1
+	}
+	if status == fasthttp.StatusOK {
+		c.ok = 1
+	}
+	if retry {
+		c.retries = 1
+	}
+	if measured {
+		w.measured.add1(&c, status)
+	}
+	w.total.add1(&c, status)
+	w.r.pRequests.Add(1)
+	if status != fasthttp.StatusOK {
+		w.r.pErrors.Add(1)
+		if status == fasthttp.StatusTooManyRequests {
+			w.r.p429.Add(1)
+		}
 	}
 }
 
@@ -610,6 +654,7 @@ func (c *counts) add1(o *reqCounts, status int) {
 	c.refused += o.refused
 	c.unknown += o.unknown
 	c.transport += o.transport
+	c.retries += o.retries
 	if status >= 0 && o.transport == 0 {
 		c.status[min(max(status, 0), len(c.status)-1)]++
 	}
