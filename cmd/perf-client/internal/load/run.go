@@ -325,38 +325,8 @@ func Run(ctx context.Context, cfg Config) (*Result, *Ledger, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
-	u, _ := url.Parse(cfg.URL)
-	r := &runner{cfg: cfg, open: cfg.Rate > 0}
-	r.client = &fasthttp.HostClient{
-		Addr:                u.Host,
-		IsTLS:               u.Scheme == "https",
-		Name:                "badbatch-perf-client",
-		MaxConns:            cfg.Connections,
-		MaxConnWaitTimeout:  cfg.Timeout,
-		ReadTimeout:         cfg.Timeout,
-		WriteTimeout:        cfg.Timeout,
-		MaxIdleConnDuration: time.Minute,
-		// A plain dialer: fasthttp's default one starts a process-wide DNS
-		// cache cleaner goroutine that never ends.
-		Dial: (&dialer{d: net.Dialer{Timeout: cfg.Timeout}}).dial,
-	}
-	if u.Port() == "" {
-		if u.Scheme == "https" {
-			r.client.Addr += ":443"
-		} else {
-			r.client.Addr += ":80"
-		}
-	}
+	r := newRunner(cfg)
 	defer r.client.CloseIdleConnections()
-	q := ""
-	if cfg.Ack != "" {
-		q = "?ack=" + cfg.Ack
-	}
-	r.uri = u.Scheme + "://" + u.Host + "/api/v1/events" + q
-	for i := range cfg.Producers {
-		r.prods = append(r.prods, &producer{id: fmt.Sprintf("%s-p%d", cfg.RunID, i)})
-	}
-
 	workers := make([]*worker, cfg.Connections)
 	for i := range workers {
 		w, err := r.newWorker(i % cfg.Producers)
@@ -434,6 +404,42 @@ func (d *dialer) dial(addr string) (net.Conn, error) {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
 	return c, nil
+}
+
+// newRunner sets up the HTTP client and the producers of a valid cfg.
+func newRunner(cfg Config) *runner {
+	u, _ := url.Parse(cfg.URL)
+	r := &runner{cfg: cfg, open: cfg.Rate > 0}
+	r.client = &fasthttp.HostClient{
+		Addr:                u.Host,
+		IsTLS:               u.Scheme == "https",
+		Name:                "badbatch-perf-client",
+		MaxConns:            cfg.Connections,
+		MaxConnWaitTimeout:  cfg.Timeout,
+		ReadTimeout:         cfg.Timeout,
+		WriteTimeout:        cfg.Timeout,
+		MaxIdleConnDuration: time.Minute,
+		// A plain dialer: fasthttp's default one starts a process-wide DNS
+		// cache cleaner goroutine that never ends.
+		Dial: (&dialer{d: net.Dialer{Timeout: cfg.Timeout}}).dial,
+	}
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			r.client.Addr += ":443"
+		} else {
+			r.client.Addr += ":80"
+		}
+	}
+	q := ""
+	if cfg.Ack != "" {
+		q = "?ack=" + cfg.Ack
+	}
+	r.uri = u.Scheme + "://" + u.Host + "/api/v1/events" + q
+	for i := range cfg.Producers {
+		r.prods = append(r.prods, &producer{id: fmt.Sprintf("%s-p%d", cfg.RunID, i)})
+	}
+
+	return r
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
