@@ -220,6 +220,9 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 	if err != nil {
 		return nil, fmt.Errorf("appliance: %w", err)
 	}
+	if a.journal != nil {
+		restoreIdempotency(a.journal, a.pipe, idempotencyScan(cfg.API.IdempotencyWindow, cfg.API.MaxProducers), logger)
+	}
 
 	var durable func(context.Context, int64) error
 	if a.journal != nil {

@@ -44,7 +44,8 @@ func (s *journalStage) abort() { s.abortOnce.Do(func() { close(s.aborted) }) }
 
 // OnEvent implements disruptor.EventHandler.
 func (s *journalStage) OnEvent(e *event.Slot, _ int64, endOfBatch bool) error {
-	rec := journal.Record{Sequence: e.Seq, Timestamp: e.Timestamp, Producer: e.Producer, Key: e.Key, Data: e.Data}
+	rec := journal.Record{Sequence: e.Seq, Timestamp: e.Timestamp, Producer: e.Producer, Key: e.Key, Data: e.Data,
+		ProducerSeq: e.ProducerSeq, HasProducerSeq: e.HasProducerSeq}
 	for {
 		err := s.j.Append(rec)
 		if err == nil {
@@ -110,7 +111,8 @@ func (a journalArchive) Read(from, to int64, limit int, buf *event.Copy, fn func
 	next := from
 	for i := range recs {
 		r := &recs[i]
-		*buf = event.Copy{Seq: r.Sequence, Timestamp: r.Timestamp, Producer: r.Producer, Key: r.Key, Data: r.Data}
+		*buf = event.Copy{Seq: r.Sequence, Timestamp: r.Timestamp, Producer: r.Producer, Key: r.Key, Data: r.Data,
+			ProducerSeq: r.ProducerSeq, HasProducerSeq: r.HasProducerSeq}
 		if err := fn(buf); err != nil {
 			return next, err
 		}
@@ -118,6 +120,53 @@ func (a journalArchive) Read(from, to int64, limit int, buf *event.Copy, fn func
 	}
 	return next, nil
 }
+
+// maxIdempotencyScan bounds how many journal records restoreIdempotency
+// reads at start.
+const maxIdempotencyScan = 1 << 20
+
+// idempotencyScan is how many of the journal's newest records are read at
+// start to rebuild the idempotency windows: enough for every tracked
+// producer's full window when they interleave evenly, at most
+// maxIdempotencyScan.
+func idempotencyScan(window, maxProducers int) int64 {
+	return min(int64(window)*int64(maxProducers), maxIdempotencyScan)
+}
+
+// restoreIdempotency rebuilds the per-producer idempotency windows from the
+// newest records of the journal (at most scan of them, read forward in
+// journal order, as the live path saw them), so that a retry of an event
+// acknowledged before a restart is answered as a duplicate instead of being
+// stored again. It must run before the pipeline starts. A read failure is
+// logged, not fatal: the node still starts, only without that protection.
+func restoreIdempotency(j *journal.Journal, p *pipeline.Pipeline, scan int64, log *slog.Logger) {
+	start := time.Now()
+	last := j.Durable()
+	if last < 0 || scan <= 0 {
+		return
+	}
+	from := max(j.Earliest(), last-scan+1)
+	var read, remembered int64
+	err := j.Replay(from, func(r journal.Record) error {
+		if r.Sequence > last {
+			return errStopReplay
+		}
+		read++
+		if r.HasProducerSeq && p.RestoreIdempotency(r.Producer, r.ProducerSeq, r.Sequence) {
+			remembered++
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopReplay) {
+		log.Error("could not rebuild the idempotency windows from the journal; retries of events acknowledged before this start may be stored again",
+			"err", err, "from", from, "read", read)
+		return
+	}
+	log.Info("idempotency windows rebuilt from the journal", "from", from, "to", last, "records_read", read,
+		"remembered", remembered, "producers", p.Status().Producers, "took", time.Since(start))
+}
+
+var errStopReplay = errors.New("stop replay")
 
 // openJournal opens <data_dir>/journal with the configured policy.
 func openJournal(cfg config.Config, dataDir string, log *slog.Logger, opener journal.Opener) (*journal.Journal, error) {

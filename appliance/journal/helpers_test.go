@@ -39,12 +39,17 @@ func rec(seq int64, size int) Record {
 		Producer:  fmt.Appendf(nil, "p%d", seq%7),
 		Key:       fmt.Appendf(nil, "k%d", seq),
 		Data:      data,
+		// Two records in three carry a producer sequence (format version 2),
+		// the others are version 1: every test mixes both.
+		ProducerSeq:    seq * 10,
+		HasProducerSeq: seq%3 != 0,
 	}
 }
 
 func sameRecord(a, b Record) bool {
 	return a.Sequence == b.Sequence && a.Timestamp == b.Timestamp && bytes.Equal(a.Producer, b.Producer) &&
-		bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Data, b.Data)
+		bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Data, b.Data) &&
+		a.HasProducerSeq == b.HasProducerSeq && (!a.HasProducerSeq || a.ProducerSeq == b.ProducerSeq)
 }
 
 // checkRec verifies a record produced by rec(seq, size) for any size.

@@ -28,12 +28,32 @@ type Record struct {
 	Key []byte
 	// Data is the event payload, possibly empty.
 	Data []byte
+	// ProducerSeq is the producer's own sequence number for the event (the
+	// "sequence" field of the published event), valid when HasProducerSeq.
+	// The appliance rebuilds its per-producer idempotency windows from it
+	// at start.
+	ProducerSeq    int64
+	HasProducerSeq bool
 }
 
 // On-disk framing (all integers little endian):
 //
 //	frame  = length:u32 crc:u32 body          (length = len(body), crc = CRC32C(body))
-//	body   = seq:i64 ts:i64 plen:u16 klen:u32 producer key data
+//	body   = seq:i64 ts:i64 plen:u16 kword:u32 [pseq:i64] producer key data
+//	kword  = flags (top bit) | klen (low 31 bits)
+//
+// The record format is versioned per record by the flag bits of kword,
+// which the CRC covers. Version 1 (the first release) has no flag set and
+// no pseq. Version 2 sets flagProducerSeq and carries the producer's own
+// sequence (pseq) after kword. A version-1 record decodes as a record
+// without HasProducerSeq, so segments written before the producer sequence
+// existed, and segments that mix both versions (a journal upgraded in
+// place keeps appending to its active segment), stay readable. Keys are
+// bounded by MaxRecordSize (at most 1 GiB), so klen never reaches the flag
+// bit. Writers emit version 1 for records without a producer sequence, so
+// such records stay byte-identical to the old format. (A binary older than
+// version 2 reads a version-2 record as corrupt: downgrading a journal is
+// not supported.)
 //
 // A segment file starts with a 16-byte header: the magic "BBJSEG01" and the
 // segment's base (first) sequence as i64.
@@ -41,6 +61,11 @@ const (
 	frameHeaderSize = 8
 	bodyFixedSize   = 8 + 8 + 2 + 4
 	minFrameSize    = frameHeaderSize + bodyFixedSize
+	pseqSize        = 8
+
+	// flagProducerSeq in kword marks a version-2 record (pseq present).
+	flagProducerSeq uint32 = 1 << 31
+	klenMask        uint32 = 1<<31 - 1
 
 	segmentMagic      = "BBJSEG01"
 	segmentHeaderSize = 16
@@ -52,7 +77,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // frameSize returns the encoded size of rec.
 func frameSize(rec *Record) int {
-	return frameHeaderSize + bodyFixedSize + len(rec.Producer) + len(rec.Key) + len(rec.Data)
+	n := frameHeaderSize + bodyFixedSize + len(rec.Producer) + len(rec.Key) + len(rec.Data)
+	if rec.HasProducerSeq {
+		n += pseqSize
+	}
+	return n
 }
 
 // appendFrame encodes rec at the end of dst, growing it only when its
@@ -71,8 +100,14 @@ func appendFrame(dst []byte, rec *Record) []byte {
 	binary.LittleEndian.PutUint64(body[0:], uint64(rec.Sequence))
 	binary.LittleEndian.PutUint64(body[8:], uint64(rec.Timestamp))
 	binary.LittleEndian.PutUint16(body[16:], uint16(len(rec.Producer)))
-	binary.LittleEndian.PutUint32(body[18:], uint32(len(rec.Key)))
+	kword := uint32(len(rec.Key))
 	p := bodyFixedSize
+	if rec.HasProducerSeq {
+		kword |= flagProducerSeq
+		binary.LittleEndian.PutUint64(body[p:], uint64(rec.ProducerSeq))
+		p += pseqSize
+	}
+	binary.LittleEndian.PutUint32(body[18:], kword)
 	p += copy(body[p:], rec.Producer)
 	p += copy(body[p:], rec.Key)
 	copy(body[p:], rec.Data)
@@ -111,14 +146,23 @@ func decodeFrame(b []byte, maxBody int) (rec Record, n int, err error) {
 	rec.Sequence = int64(binary.LittleEndian.Uint64(body[0:]))
 	rec.Timestamp = int64(binary.LittleEndian.Uint64(body[8:]))
 	plen := int(binary.LittleEndian.Uint16(body[16:]))
-	klen := uint64(binary.LittleEndian.Uint32(body[18:]))
-	if uint64(plen)+klen > uint64(len(body)-bodyFixedSize) {
+	kword := binary.LittleEndian.Uint32(body[18:])
+	klen := uint64(kword & klenMask)
+	p := bodyFixedSize
+	if kword&flagProducerSeq != 0 {
+		if len(body) < p+pseqSize {
+			return Record{}, 0, fmt.Errorf("%w: version-2 record of %d bytes has no room for the producer sequence", errCorrupt, len(body))
+		}
+		rec.ProducerSeq = int64(binary.LittleEndian.Uint64(body[p:]))
+		rec.HasProducerSeq = true
+		p += pseqSize
+	}
+	if uint64(plen)+klen > uint64(len(body)-p) {
 		return Record{}, 0, fmt.Errorf("%w: producer/key lengths %d+%d exceed body %d", errCorrupt, plen, klen, len(body))
 	}
 	if rec.Sequence < 0 {
 		return Record{}, 0, fmt.Errorf("%w: negative sequence %d", errCorrupt, rec.Sequence)
 	}
-	p := bodyFixedSize
 	rec.Producer = body[p : p+plen : p+plen]
 	p += plen
 	rec.Key = body[p : p+int(klen) : p+int(klen)]
@@ -130,7 +174,7 @@ func decodeFrame(b []byte, maxBody int) (rec Record, n int, err error) {
 // clone returns a copy of r that owns its memory (one allocation).
 func (r Record) clone() Record {
 	buf := make([]byte, len(r.Producer)+len(r.Key)+len(r.Data))
-	out := Record{Sequence: r.Sequence, Timestamp: r.Timestamp}
+	out := Record{Sequence: r.Sequence, Timestamp: r.Timestamp, ProducerSeq: r.ProducerSeq, HasProducerSeq: r.HasProducerSeq}
 	p := copy(buf, r.Producer)
 	out.Producer = buf[:p:p]
 	k := copy(buf[p:], r.Key)

@@ -177,3 +177,42 @@ func (t *idemTable) size() int {
 	defer t.mu.Unlock()
 	return len(t.producers)
 }
+
+// restore remembers (producer, pseq) → ring as if it had been published,
+// following the live rules: a slot holding the same sequence keeps its
+// first ring sequence, a slot holding a newer sequence is left alone (the
+// live path accepts such a "too old" event without remembering it). It
+// reports whether the pair was remembered.
+func (t *idemTable) restore(producer []byte, pseq, ring int64) bool {
+	if len(producer) == 0 || pseq < 0 || ring < 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.producers[string(producer)]
+	if w == nil {
+		w = t.add(string(producer))
+	} else {
+		t.touch(w)
+	}
+	i := pseq % int64(t.window)
+	if w.pseq[i] >= pseq {
+		return false
+	}
+	w.pseq[i], w.rseq[i], w.owner[i] = pseq, ring, 0
+	return true
+}
+
+// RestoreIdempotency remembers that producer's event with its own sequence
+// producerSeq was stored at sequence seq, exactly as a publish would have:
+// a later publish of (producer, producerSeq) is answered as a duplicate of
+// seq while it stays within the producer's window (api.idempotency_window
+// sequences; at most MaxProducers producers, least recently used forgotten
+// first). The appliance calls it at start for the tail of the journal, in
+// journal order, so that a retry of an event acknowledged before a restart
+// is not stored twice. Call it before Start. It reports whether the pair
+// was remembered (false for an empty producer, a negative sequence, or a
+// pair already remembered or older than the window).
+func (p *Pipeline) RestoreIdempotency(producer []byte, producerSeq, seq int64) bool {
+	return p.idem.restore(producer, producerSeq, seq)
+}
