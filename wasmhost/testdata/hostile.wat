@@ -7,6 +7,8 @@
 ;;   'D' explicit drop                 'M' emit a copy of the data + forward to route 1
 ;;   'U' claim an output longer than the output buffer
 ;;   anything else (or empty data): forward to the default output.
+;; Data that is a JSON string ("T...", as published over the REST API) selects
+;; by the string's first character.
 (module
   (memory (export "memory") 3)
   ;; descriptor: in = [64, 64+65536), out = [65600, 65600+65536)
@@ -49,6 +51,9 @@
                                          (i32.load (i32.add (local.get $p) (i32.const 28))))))
       (local.set $c (i32.const 0))
       (if (local.get $dlen) (then (local.set $c (i32.load8_u (local.get $data)))))
+      ;; a JSON string ("T...") selects by its first character
+      (if (i32.and (i32.eq (local.get $c) (i32.const 34)) (i32.gt_u (local.get $dlen) (i32.const 1)))
+        (then (local.set $c (i32.load8_u (i32.add (local.get $data) (i32.const 1))))))
       (block $sw
         (if (i32.eq (local.get $c) (i32.const 84)) (then unreachable))          ;; 'T'
         (if (i32.eq (local.get $c) (i32.const 76)) (then (loop $forever (br $forever)))) ;; 'L'
