@@ -1,8 +1,11 @@
 package load
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,4 +84,94 @@ func TestSendDoesNotAllocate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Closed loop bounded by events: whole requests, every answer counted.
+func TestRunClosedLoopBudgetAndProgress(t *testing.T) {
+	u := answering(t, `{"ack":"memory","accepted":3,"duplicates":0,"rejected":0,"results":[{"sequence":1},{"sequence":2},{"sequence":3}]}`)
+	cfg := Config{URL: u, Events: 50, Producers: 2, Connections: 3, Batch: 3, Payload: Payload{Size: 20},
+		Ack: "memory", Timeout: 10 * time.Second, RunID: "budget", Record: true}
+	res, led, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 50 events in batches of 3: 17 requests, 51 events.
+	if res.Measured.Requests != 17 || res.Measured.EventsAcked != 51 || res.Total.Status["200"] != 17 || res.ServiceTime.Count != 17 {
+		t.Errorf("measured %+v, service %+v", res.Measured, res.ServiceTime)
+	}
+	if led == nil || led.Claimed[0]+led.Claimed[1] != 51 || len(led.Producers) != 2 {
+		t.Fatalf("ledger %+v", led)
+	}
+	var n int64
+	for _, r := range led.Records {
+		if r.Outcome != Acked {
+			t.Errorf("record %+v", r)
+		}
+		n += int64(r.N)
+	}
+	if n != 51 {
+		t.Errorf("ledger holds %d events, want 51", n)
+	}
+}
+
+// Progress: one line rewritten in place on a terminal, plain lines otherwise.
+func TestProgress(t *testing.T) {
+	u := answering(t, `{"sequence":1,"ack":"memory"}`)
+	for _, tty := range []bool{true, false} {
+		var prog syncWriter
+		cfg := Config{URL: u, Duration: 80 * time.Millisecond, Producers: 1, Connections: 1, Batch: 1,
+			Payload: Payload{Size: 10}, Timeout: 10 * time.Second, RunID: "progress",
+			Progress: &prog, ProgressInterval: 10 * time.Millisecond, TTY: tty}
+		if _, _, err := Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		out := prog.String()
+		if !strings.Contains(out, "events/s") || !strings.Contains(out, "errors 0 (429: 0)") {
+			t.Fatalf("tty=%v: no progress: %q", tty, out)
+		}
+		if tty != strings.Contains(out, "\r\033[K") || tty == strings.Contains(out, "\n") {
+			t.Errorf("tty=%v: progress %q", tty, out)
+		}
+	}
+}
+
+// A run against a port nobody listens on: every request is a transport
+// error, counted, and nothing is acknowledged.
+func TestRunTransportErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cfg := Config{URL: "http://" + addr, Events: 4, Producers: 1, Connections: 1, Batch: 2, Payload: Payload{Size: 10},
+		Timeout: 2 * time.Second, RunID: "down", Retries: 2}
+	res, _, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 requests, each tried 3 times.
+	if res.Total.Status["transport"] != 6 || res.Total.Retries != 4 || res.Total.EventsUnknown != 4 || res.Total.EventsAcked != 0 {
+		t.Errorf("total %+v", res.Total)
+	}
+	if res.ErrorSamples["transport"] == "" {
+		t.Error("no transport error sample")
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
