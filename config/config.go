@@ -97,23 +97,26 @@ type ModulesConfig struct {
 // ClusterConfig is gossip membership (hashicorp/memberlist). Zero durations
 // and a zero SuspicionMult mean "the preset's value".
 type ClusterConfig struct {
-	Enabled             bool     `toml:"enabled"`                // default false
-	BindAddr            string   `toml:"bind_addr"`              // default "0.0.0.0"
-	BindPort            int      `toml:"bind_port"`              // default 7946 + (server.port - 8080)
-	AdvertiseAddr       string   `toml:"advertise_addr"`         // default "" (memberlist picks)
-	AdvertisePort       int      `toml:"advertise_port"`         // default 0 = bind_port
-	Seeds               []string `toml:"seeds" reload:"live"`    // host:port of peers to join
-	Preset              string   `toml:"preset"`                 // one of Presets(); default "lan"
-	ProbeInterval       Duration `toml:"probe_interval"`         // 0 = preset
-	ProbeTimeout        Duration `toml:"probe_timeout"`          // 0 = preset
-	GossipInterval      Duration `toml:"gossip_interval"`        // 0 = preset
-	PushPullInterval    Duration `toml:"push_pull_interval"`     // 0 = preset
-	SuspicionMult       int      `toml:"suspicion_mult"`         // 0 = preset
-	RejoinInterval      Duration `toml:"rejoin_interval"`        // 0 = preset
-	DeadNodeReclaimTime Duration `toml:"dead_node_reclaim_time"` // 0 = preset
-	Keyring             []string `toml:"keyring" secret:"true"`  // base64 AES keys (16/24/32 bytes); first is primary
-	Label               string   `toml:"label"`                  // cluster label (≤ 255 bytes); default ""
-	Rollout             bool     `toml:"rollout"`                // opt in to fleet handler rollout; default false
+	Enabled             bool     `toml:"enabled"`                             // default false
+	BindAddr            string   `toml:"bind_addr"`                           // default "0.0.0.0"
+	BindPort            int      `toml:"bind_port"`                           // default 7946 + (server.port - 8080)
+	AdvertiseAddr       string   `toml:"advertise_addr"`                      // default "" (memberlist picks)
+	AdvertisePort       int      `toml:"advertise_port"`                      // default 0 = bind_port
+	Seeds               []string `toml:"seeds" reload:"live"`                 // host:port of peers to join
+	Preset              string   `toml:"preset"`                              // one of Presets(); default "lan"
+	ProbeInterval       Duration `toml:"probe_interval"`                      // 0 = preset
+	ProbeTimeout        Duration `toml:"probe_timeout"`                       // 0 = preset
+	GossipInterval      Duration `toml:"gossip_interval"`                     // 0 = preset
+	PushPullInterval    Duration `toml:"push_pull_interval"`                  // 0 = preset
+	SuspicionMult       int      `toml:"suspicion_mult"`                      // 0 = preset
+	RejoinInterval      Duration `toml:"rejoin_interval"`                     // 0 = preset
+	DeadNodeReclaimTime Duration `toml:"dead_node_reclaim_time"`              // 0 = preset
+	Keyring             []string `toml:"keyring" secret:"true" reload:"live"` // base64 AES keys (16/24/32 bytes); first is primary
+	Label               string   `toml:"label"`                               // cluster label (≤ 255 bytes); default ""
+	Rollout             bool     `toml:"rollout"`                             // opt in to fleet handler rollout; default false
+	// RolloutToken is the bearer token sent to peers when fetching rolled-out
+	// modules (their admin token); "" means api.admin_tokens[0].
+	RolloutToken string `toml:"rollout_token" secret:"true" reload:"live"`
 }
 
 // LogConfig is the log/slog output.

@@ -89,7 +89,7 @@ func TestExampleFileMentionsEveryKey(t *testing.T) {
 			t.Errorf("badbatch.example.toml does not mention %s in [%s]", name, sec)
 		}
 	}
-	if len(Keys()) != 49 {
+	if len(Keys()) != 50 {
 		t.Errorf("schema walk found only %d keys", len(Keys()))
 	}
 }
