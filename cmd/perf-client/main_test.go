@@ -26,9 +26,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
-		// net/http keeps idle connections' goroutines until CloseIdleConnections.
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 		// fasthttp's process-wide date updater and worker-pool cleaner (server side).
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
@@ -78,7 +75,6 @@ func startNode(t *testing.T, mutate func(*config.Config), opts ...appliance.Opti
 		if err := <-done; err != nil {
 			t.Errorf("appliance Run: %v", err)
 		}
-		http.DefaultClient.CloseIdleConnections()
 	})
 	return &node{a: a, url: "http://" + ln.Addr().String()}
 }

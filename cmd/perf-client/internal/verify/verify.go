@@ -199,7 +199,9 @@ func Check(ctx context.Context, o Options, led *load.Ledger) (*Report, error) {
 	}
 	client := o.Client
 	if client == nil {
-		client = &http.Client{}
+		tr := &http.Transport{MaxIdleConnsPerHost: 1}
+		defer tr.CloseIdleConnections()
+		client = &http.Client{Transport: tr}
 	}
 	base := strings.TrimSuffix(o.URL, "/") + "/api/v1/events"
 	var expect []byte
