@@ -62,6 +62,10 @@ func (r *Result) WriteText(w io.Writer) error {
 	c := r.ClientCPU
 	fmt.Fprintf(&b, "client CPU: user %.2fs + system %.2fs = %.2f cores busy on average (of %d CPUs, GOMAXPROCS %d)\n",
 		c.UserSeconds, c.SystemSeconds, c.Cores, c.NumCPU, c.GOMAXPROCS)
+	if c.Cores > 0.8*float64(min(c.NumCPU, c.GOMAXPROCS)) {
+		fmt.Fprintf(&b, "WARNING: the client kept %.2f of %d usable cores busy: it may be the bottleneck (run it on another machine or core set)\n",
+			c.Cores, min(c.NumCPU, c.GOMAXPROCS))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
