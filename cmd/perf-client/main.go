@@ -106,7 +106,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.Float64Var(&o.rate, "rate", 0, "open loop: target events per second (latency measured from each request's intended send time)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "run this long before measuring (published, not counted)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
-	fs.IntVar(&o.retries, "retries", 0, "send a request again (same producer id and sequences: idempotent) after a transport error, 429 or 503, up to this many times; 0 counts them as they are")
+	fs.IntVar(&o.retries, "retries", 0, "send a request again (same producer id and sequences: idempotent) after a transport error, 429 or 5xx, up to this many times; 0 counts them as they are")
 	fs.DurationVar(&o.retryDelay, "retry-delay", 10*time.Millisecond, "wait before each retry (the node's Retry-After, whole seconds, is not used)")
 	fs.StringVar(&o.token, "token", "", "bearer token (publish scope; admin scope for --verify); default $BADBATCH_TOKEN")
 	fs.BoolVar(&o.verify, "verify", false, "after the run, read the published range back and check every acknowledged event is stored exactly once with its payload")

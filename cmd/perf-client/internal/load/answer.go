@@ -75,7 +75,7 @@ func ParseAnswer(body []byte, batch bool, seqs []int64, dups []bool) (int, error
 			}
 			single.dup = v
 		default:
-			if err := p.skipScalar(); err != nil {
+			if err := p.skipValue(); err != nil {
 				return 0, err
 			}
 		}
@@ -188,29 +188,99 @@ func (p *answerParser) lit(s string) bool {
 	return false
 }
 
-// skipScalar skips a string, number, true, false or null.
-func (p *answerParser) skipScalar() error {
-	if p.i >= len(p.b) {
-		return p.fail("want a value")
-	}
-	switch c := p.b[p.i]; {
-	case c == '"':
-		_, err := p.str()
-		return err
-	case c == '-' || (c >= '0' && c <= '9'):
-		for p.i < len(p.b) {
-			c := p.b[p.i]
-			if (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
-				p.i++
+// maxDepth bounds the nesting of skipped values.
+const maxDepth = 64
+
+// skipValue skips any JSON value (objects and arrays too: an ack=processed
+// answer may carry handler output), without allocating.
+func (p *answerParser) skipValue() error {
+	var stack [maxDepth]byte // '}' or ']' expected per open container
+	depth := 0
+	for {
+		// A value.
+		p.ws()
+		if p.i >= len(p.b) {
+			return p.fail("want a value")
+		}
+		c := p.b[p.i]
+		switch {
+		case c == '{' || c == '[':
+			if depth == maxDepth {
+				return p.fail("nested too deeply")
+			}
+			p.i++
+			closer := byte(']')
+			if c == '{' {
+				closer = '}'
+			}
+			stack[depth] = closer
+			depth++
+			p.ws()
+			if p.eat(closer) {
+				depth--
+				break
+			}
+			if closer == '}' {
+				if err := p.key(); err != nil {
+					return err
+				}
+			}
+			continue
+		case c == '"':
+			if _, err := p.str(); err != nil {
+				return err
+			}
+		case c == '-' || (c >= '0' && c <= '9'):
+			start := p.i
+			for p.i < len(p.b) {
+				d := p.b[p.i]
+				if (d >= '0' && d <= '9') || d == '-' || d == '+' || d == '.' || d == 'e' || d == 'E' {
+					p.i++
+					continue
+				}
+				break
+			}
+			if p.i == start+1 && c == '-' {
+				return p.fail("want a number")
+			}
+		case p.lit("true"), p.lit("false"), p.lit("null"):
+		default:
+			return p.fail("want a value")
+		}
+		// After a value: close containers, or move to the next member.
+		for {
+			if depth == 0 {
+				return nil
+			}
+			p.ws()
+			if p.eat(stack[depth-1]) {
+				depth--
 				continue
+			}
+			if !p.eat(',') {
+				return p.fail("want ',' or the container's end")
+			}
+			if stack[depth-1] == '}' {
+				if err := p.key(); err != nil {
+					return err
+				}
 			}
 			break
 		}
-		return nil
-	case p.lit("true"), p.lit("false"), p.lit("null"):
-		return nil
 	}
-	return p.fail("want a scalar value")
+}
+
+// key reads an object member's key and its colon.
+func (p *answerParser) key() error {
+	p.ws()
+	if _, err := p.str(); err != nil {
+		return err
+	}
+	p.ws()
+	if !p.eat(':') {
+		return p.fail("want ':'")
+	}
+	return nil
 }
 
 // results reads the "results" array.
@@ -275,7 +345,7 @@ func (p *answerParser) result() (int64, bool, error) {
 				return 0, false, err
 			}
 		default:
-			if err := p.skipScalar(); err != nil {
+			if err := p.skipValue(); err != nil {
 				return 0, false, err
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -33,7 +34,14 @@ func TestParseAnswer(t *testing.T) {
 		{name: "empty object", body: `{}`, err: true},
 		{name: "trailing", body: `{"sequence":1}x`, err: true},
 		{name: "unterminated", body: `{"sequence":1,"ack":"mem`, err: true},
-		{name: "nested value", body: `{"sequence":1,"x":{"a":1}}`, err: true},
+		{name: "nested output", body: `{"sequence":1,"outputs":[{"kind":"emit","data":{"a":[1,2,{"b":null}],"s":"}]"}},{"kind":"drop"}],"ack":"processed"}`,
+			seqs: []int64{1}, dups: []bool{false}},
+		{name: "batch nested", batch: 2, body: `{"results":[{"sequence":4,"outputs":[{"x":[[],{}]}]},{"sequence":5,"outputs":[]}],"ack":"processed"}`,
+			seqs: []int64{4, 5}, dups: []bool{false, false}},
+		{name: "mismatched brackets", body: `{"sequence":1,"x":{"a":1]}`, err: true},
+		{name: "unclosed nested", body: `{"sequence":1,"x":[1,2`, err: true},
+		{name: "too deep", body: `{"sequence":1,"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, err: true},
+		{name: "lone minus", body: `{"sequence":1,"x":-}`, err: true},
 		{name: "bad bool", body: `{"sequence":1,"duplicate":yes}`, err: true},
 		{name: "overflow", body: `{"sequence":99999999999999999999}`, err: true},
 	} {
@@ -84,6 +92,7 @@ func FuzzParseAnswer(f *testing.F) {
 		`{"ack":"memory","accepted":1,"duplicates":0,"rejected":1,"results":[{"sequence":10},{"index":1,"error":"not accepted"}]}`,
 		`{"results":[{"sequence":1,"duplicate":true},{}]}`,
 		`{"a":"\"\\","sequence":1}`,
+		`{"sequence":1,"outputs":[{"kind":"emit","data":{"a":[1,{"b":null}]}}]}`,
 	} {
 		f.Add([]byte(s), false)
 		f.Add([]byte(s), true)

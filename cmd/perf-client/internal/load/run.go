@@ -49,7 +49,7 @@ type Config struct {
 	Ack         string        // ?ack= level; "" = the node's default
 	Timeout     time.Duration // per-request read/write timeout
 	// Retries is how often a request is sent again after a transport error,
-	// 429 or 503 (same producer id and sequences, so the node acknowledges
+	// 429 or 5xx (same producer id and sequences, so the node acknowledges
 	// what it already stored as a duplicate); 0 counts them as they are.
 	Retries    int
 	RetryDelay time.Duration // wait before each retry
@@ -562,7 +562,7 @@ func (w *worker) send(ctx context.Context, intended time.Time, measured bool) {
 			status = w.resp.StatusCode()
 		}
 		w.countAttempt(status, err, attempt > 0, measured)
-		retryable := err != nil || status == fasthttp.StatusTooManyRequests || status == fasthttp.StatusServiceUnavailable
+		retryable := err != nil || status == fasthttp.StatusTooManyRequests || status >= 500
 		if !retryable || attempt >= r.cfg.Retries || ctx.Err() != nil {
 			break
 		}
@@ -579,14 +579,11 @@ func (w *worker) send(ctx context.Context, intended time.Time, measured bool) {
 		c.unknown = batch
 		w.sample("transport", err.Error())
 	} else {
-		switch status {
-		case fasthttp.StatusOK, fasthttp.StatusTooManyRequests, fasthttp.StatusServiceUnavailable:
-			n, perr := ParseAnswer(w.resp.Body(), batch > 1, w.seqs, w.dups)
-			if perr != nil || n != int(batch) {
-				c.unknown = batch
-				w.sample(strconv.Itoa(status)+" (unparsed answer)", truncate(string(w.resp.Body())))
-				break
-			}
+		// Any answer may carry per-event results: 200, 429 and 503/507
+		// (stored in the ring, durability not confirmed) do.
+		n, perr := ParseAnswer(w.resp.Body(), batch > 1, w.seqs, w.dups)
+		switch {
+		case perr == nil && n == int(batch):
 			outcome = 0 // per event
 			for i := range n {
 				switch {
@@ -599,12 +596,17 @@ func (w *worker) send(ctx context.Context, intended time.Time, measured bool) {
 					c.acked++
 				}
 			}
-			if status != fasthttp.StatusOK {
-				w.sample(strconv.Itoa(status), truncate(string(w.resp.Body())))
-			}
-		default:
+		case status == fasthttp.StatusOK:
+			c.unknown = batch
+			w.sample("200 (unparsed answer)", truncate(string(w.resp.Body())))
+		case status >= 400 && status < 500, status == fasthttp.StatusServiceUnavailable:
+			// Refused as a whole (invalid, unauthorised, shutting down...).
 			outcome = Refused
 			c.refused = batch
+		default:
+			c.unknown = batch
+		}
+		if status != fasthttp.StatusOK {
 			w.sample(strconv.Itoa(status), truncate(string(w.resp.Body())))
 		}
 	}
