@@ -38,6 +38,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal the run winds down (requests in flight finish,
+	// bounded by --timeout) and reports; a second one kills the process.
+	go func() { <-ctx.Done(); stop() }()
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, isatty.IsTerminal(os.Stderr.Fd()))
 	stop()
 	os.Exit(code)
