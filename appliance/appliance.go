@@ -230,6 +230,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 	}
 	a.server, err = api.New(api.Options{
 		Durable:      durable,
+		DurableErr:   journalErr(a.journal),
 		Pipeline:     a.pipe,
 		Metrics:      a.metrics,
 		Logger:       logger,

@@ -8,6 +8,7 @@ import (
 	"math"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/badbatch/badbatch/appliance/event"
@@ -192,28 +193,100 @@ func openJournal(cfg config.Config, dataDir string, log *slog.Logger, opener jou
 	return j, nil
 }
 
-// journalCollectors exports the journal's progress and health.
+// journalCollectors exports the journal's progress, health and I/O.
 func (a *Appliance) journalCollectors() []prometheus.Collector {
-	j := a.journal
+	if a.journal == nil {
+		return nil
+	}
+	return []prometheus.Collector{newJournalCollector(a.journal)}
+}
+
+// journalCollector reads one journal.Stats snapshot per scrape.
+type journalCollector struct {
+	j *journal.Journal
+
+	durable, last, earliest, healthy, diskFull  *prometheus.Desc
+	segments, retained, recovery, truncated     *prometheus.Desc
+	records, commits, bytes, fsyncs, fsyncLat   *prometheus.Desc
+	writeErrs, fsyncErrs, segCreated, segDelete *prometheus.Desc
+}
+
+func newJournalCollector(j *journal.Journal) *journalCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "journal", name), help, nil, nil)
+	}
+	return &journalCollector{
+		j:          j,
+		durable:    d("durable_sequence", "Highest sequence on stable storage (what ack=durable waits for)."),
+		last:       d("last_sequence", "Highest sequence appended to the journal."),
+		earliest:   d("earliest_sequence", "Oldest sequence retained in the journal (reads below it answer 410)."),
+		healthy:    d("healthy", "1 while journal writes and fsyncs succeed, 0 while failing (ack=durable is refused with 503/507)."),
+		diskFull:   d("disk_full", "1 while the journal's current failure is ENOSPC (ack=durable answers 507)."),
+		segments:   d("segments", "Segment files on disk."),
+		retained:   d("retained_bytes", "Bytes of records retained on disk."),
+		recovery:   d("recovery_seconds", "Time the journal took to open and recover at start."),
+		truncated:  d("truncated_bytes", "Bytes of torn or corrupt tail dropped at start (never acknowledged)."),
+		records:    d("records_appended_total", "Records appended since start."),
+		commits:    d("commits_total", "Group commits (one write, and under fsync=batch one fsync, per ring batch)."),
+		bytes:      d("bytes_written_total", "Bytes written to segment files (including rewrites after failures)."),
+		fsyncs:     d("fsyncs_total", "fsync calls on segments and the directory."),
+		fsyncLat:   d("fsync_duration_seconds", "fsync latency."),
+		writeErrs:  d("write_errors_total", "Failed segment writes."),
+		fsyncErrs:  d("fsync_errors_total", "Failed fsyncs."),
+		segCreated: d("segments_created_total", "Segments created since start."),
+		segDelete:  d("segments_deleted_total", "Segments deleted by retention since start."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *journalCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.durable, c.last, c.earliest, c.healthy, c.diskFull, c.segments, c.retained,
+		c.recovery, c.truncated, c.records, c.commits, c.bytes, c.fsyncs, c.fsyncLat, c.writeErrs, c.fsyncErrs, c.segCreated, c.segDelete} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *journalCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.j.Stats()
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	gauge(c.durable, float64(st.Durable))
+	gauge(c.last, float64(st.LastSequence))
+	gauge(c.earliest, float64(st.Earliest))
+	gauge(c.healthy, b2f(st.Healthy))
+	gauge(c.diskFull, b2f(errors.Is(c.j.Err(), syscall.ENOSPC)))
+	gauge(c.segments, float64(st.Segments))
+	gauge(c.retained, float64(st.RetainedBytes))
+	gauge(c.recovery, st.RecoveryTime.Seconds())
+	gauge(c.truncated, float64(st.TruncatedBytes))
+	counter(c.records, st.RecordsAppended)
+	counter(c.commits, st.Commits)
+	counter(c.bytes, st.BytesWritten)
+	counter(c.fsyncs, st.Fsyncs)
+	counter(c.writeErrs, st.WriteErrors)
+	counter(c.fsyncErrs, st.FsyncErrors)
+	counter(c.segCreated, st.SegmentsCreated)
+	counter(c.segDelete, st.SegmentsDeleted)
+	h := st.FsyncLatency
+	ch <- prometheus.MustNewConstHistogram(c.fsyncLat, h.Count, h.Sum.Seconds(), h.Cumulative())
+}
+
+// journalErr reports the journal's current I/O failure for the API, which
+// refuses ack=durable publishes while there is one (nil without a journal).
+func journalErr(j *journal.Journal) func() error {
 	if j == nil {
 		return nil
 	}
-	ns := metrics.Namespace
-	return []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "journal_durable_sequence", Help: "Highest sequence on stable storage (what ack=durable waits for)."},
-			func() float64 { return float64(j.Durable()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "journal_last_sequence", Help: "Highest sequence appended to the journal."},
-			func() float64 { return float64(j.LastSequence()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "journal_earliest_sequence", Help: "Oldest sequence retained in the journal."},
-			func() float64 { return float64(j.Earliest()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "journal_healthy", Help: "1 while journal writes and fsyncs succeed, 0 while failing (acks are withheld)."},
-			func() float64 {
-				if j.Err() != nil {
-					return 0
-				}
-				return 1
-			}),
-	}
+	return j.Err
 }
 
 // durableWaiter adapts the journal to the API's ack=durable wait.

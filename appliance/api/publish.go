@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -156,6 +157,13 @@ func (s *Server) publish(c *fiber.Ctx) error {
 	}
 	res := sc.results[:len(evs)]
 
+	if ack == "durable" && s.opts.DurableErr != nil {
+		if derr := s.opts.DurableErr(); derr != nil {
+			// Refuse before storing: nothing is accepted that cannot be confirmed.
+			c.Set(fiber.HeaderRetryAfter, "1")
+			return apiErr(durableErrStatus(derr), "not accepted: the journal cannot store events durably right now ("+derr.Error()+"); nothing was stored, retry later (ack=memory still works)")
+		}
+	}
 	// Intake: hold the read side while publishing so StopIntake can wait.
 	s.intake.RLock()
 	if s.closed.Load() {
@@ -183,7 +191,7 @@ func (s *Server) publish(c *fiber.Ctx) error {
 		derr := s.opts.Durable(ctx, top)
 		cancel()
 		if derr != nil {
-			status = fiber.StatusServiceUnavailable
+			status = durableErrStatus(derr)
 			c.Set(fiber.HeaderRetryAfter, "1")
 			msg = "stored in the ring but not confirmed durable (" + derr.Error() + "); retry with the same producer and sequence to confirm"
 		}
@@ -210,6 +218,15 @@ func (s *Server) publish(c *fiber.Ctx) error {
 	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	c.Response().SetBody(out)
 	return nil
+}
+
+// durableErrStatus is the answer to an ack=durable publish that could not
+// be confirmed: 507 Insufficient Storage when the disk is full, else 503.
+func durableErrStatus(err error) int {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fiber.StatusInsufficientStorage
+	}
+	return fiber.StatusServiceUnavailable
 }
 
 func retryAfter(d time.Duration) int {

@@ -66,6 +66,11 @@ type Options struct {
 	// return when ctx ends. DurableTimeout bounds that wait (default 10s).
 	Durable        func(ctx context.Context, seq int64) error
 	DurableTimeout time.Duration
+	// DurableErr, if set, reports why durable acks cannot be given right
+	// now (the journal's write or fsync is failing), nil while they can.
+	// An ack=durable publish is then refused before anything is stored:
+	// 507 when the cause is ENOSPC, 503 otherwise.
+	DurableErr func() error
 }
 
 // Server is the HTTP front end.
