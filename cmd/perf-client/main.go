@@ -68,6 +68,7 @@ type options struct {
 	producers      int
 	connections    int
 	batch          int
+	ndjson         bool
 	payloadSize    int
 	ack            string
 	timeout        time.Duration
@@ -102,6 +103,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.IntVar(&o.producers, "producers", 1, "producer ids publishing concurrently, each with its own sequence numbers")
 	fs.IntVar(&o.connections, "connections", 0, fmt.Sprintf("concurrent requests, one keep-alive connection each (at least --producers; default --producers in closed loop, max(--producers, %d) in open loop)", defaultOpenLoopConns))
 	fs.IntVar(&o.batch, "batch", 1, "events per request (1 sends a JSON object, more a JSON array)")
+	fs.BoolVar(&o.ndjson, "ndjson", false, "send application/x-ndjson (one event per line) instead of JSON")
 	fs.IntVar(&o.payloadSize, "payload-size", 100, fmt.Sprintf("bytes of each event's \"data\" JSON value (at least %d)", load.MinPayloadSize))
 	fs.StringVar(&o.ack, "ack", "durable", "acknowledgement level: memory, durable or processed")
 	fs.BoolVar(&o.latencyTest, "latency-test", false, fmt.Sprintf("open loop at --rate (default %g events/s) for --duration: latency below saturation", defaultLatencyRate))
@@ -228,7 +230,7 @@ func parse(args []string, getenv func(string) string, tty bool) (*options, load.
 	}
 	cfg := load.Config{
 		URL: strings.TrimSuffix(o.url, "/"), Token: token, Events: o.events, Duration: o.duration,
-		Warmup: o.warmup, Rate: rate, Producers: o.producers, Connections: conns, Batch: o.batch,
+		Warmup: o.warmup, Rate: rate, Producers: o.producers, Connections: conns, Batch: o.batch, NDJSON: o.ndjson,
 		Payload: load.Payload{Size: o.payloadSize}, Ack: o.ack, Timeout: o.timeout,
 		Retries: o.retries, RetryDelay: o.retryDelay, Record: o.verify,
 		RunID: runID,

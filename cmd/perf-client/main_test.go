@@ -208,6 +208,21 @@ func TestDurableSingleEventsVerified(t *testing.T) {
 	}
 }
 
+// NDJSON bodies: the node answers every NDJSON request as a batch.
+func TestNDJSONVerified(t *testing.T) {
+	n := startNode(t, nil)
+	for _, batch := range []string{"1", "10"} {
+		r := perfJSON(t, 0, "--url", n.url, "--events", "200", "--batch", batch, "--ndjson", "--producers", "2",
+			"--ack", "memory", "--verify", "--quiet")
+		if r.Total.Acked != 200 || r.Verify == nil || r.Verify.Found != 200 || !r.OK {
+			t.Errorf("batch %s: acked %d, verification %+v (%s)", batch, r.Total.Acked, r.Verify, r.VerifyError)
+		}
+	}
+	if in := n.a.Pipeline().Status().EventsIn; in != 400 {
+		t.Errorf("node stored %d, want 400", in)
+	}
+}
+
 // Open loop at a fixed rate: every scheduled request is either sent or
 // reported as not sent, and what was acknowledged is what the node stored.
 func TestOpenLoopRate(t *testing.T) {

@@ -138,7 +138,7 @@ func FuzzParseAnswer(f *testing.F) {
 func BenchmarkClientRequestWork(b *testing.B) {
 	for _, batch := range []int{1, 100} {
 		b.Run(strconv.Itoa(batch), func(b *testing.B) {
-			body, err := NewBody(batch, Payload{Size: 100})
+			body, err := NewBody(batch, Payload{Size: 100}, false)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -95,7 +95,8 @@ func putSpacePadded(b []byte, v int64) {
 }
 
 // Body is one preallocated publish request body of Batch events: a single
-// JSON object when Batch is 1, otherwise a JSON array. Fill rewrites the
+// JSON object when Batch is 1, otherwise a JSON array; or, with NDJSON,
+// one object per line. Fill rewrites the
 // sequence and payload digits in place, so sending a request allocates
 // nothing for its body.
 //
@@ -108,8 +109,9 @@ type Body struct {
 	payload Payload
 }
 
-// NewBody builds the body template for batch events of the given payload.
-func NewBody(batch int, p Payload) (*Body, error) {
+// NewBody builds the body template for batch events of the given payload,
+// as JSON (ndjson false) or NDJSON.
+func NewBody(batch int, p Payload, ndjson bool) (*Body, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("batch %d: want at least 1 event per request", batch)
 	}
@@ -119,11 +121,12 @@ func NewBody(batch int, p Payload) (*Body, error) {
 	b := &Body{payload: p, seqOff: make([]int, batch), dataOff: make([]int, batch)}
 	per := len(`{"sequence":`) + seqWidth + len(`,"data":`) + p.Size + 1
 	buf := make([]byte, 0, batch*(per+1)+2)
-	if batch > 1 {
+	array := batch > 1 && !ndjson
+	if array {
 		buf = append(buf, '[')
 	}
 	for i := range batch {
-		if i > 0 {
+		if i > 0 && array {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"sequence":`...)
@@ -133,8 +136,11 @@ func NewBody(batch int, p Payload) (*Body, error) {
 		b.dataOff[i] = len(buf) + 1
 		buf = p.Append(buf, 0)
 		buf = append(buf, '}')
+		if ndjson {
+			buf = append(buf, '\n')
+		}
 	}
-	if batch > 1 {
+	if array {
 		buf = append(buf, ']')
 	}
 	b.buf = buf

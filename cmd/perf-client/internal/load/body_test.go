@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -14,7 +15,7 @@ func TestBodyFill(t *testing.T) {
 		{1, 2, 0}, {1, 3, 7}, {1, 100, 123456789}, {3, 21, 9223372036854775000}, {10, 8, 5}, {2, 40, 0},
 	} {
 		t.Run(fmt.Sprintf("batch%d/size%d", tc.batch, tc.size), func(t *testing.T) {
-			b, err := NewBody(tc.batch, Payload{Size: tc.size})
+			b, err := NewBody(tc.batch, Payload{Size: tc.size}, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,16 +64,16 @@ func TestBodyFill(t *testing.T) {
 }
 
 func TestNewBodyErrors(t *testing.T) {
-	if _, err := NewBody(0, Payload{Size: 10}); err == nil {
+	if _, err := NewBody(0, Payload{Size: 10}, false); err == nil {
 		t.Error("batch 0 accepted")
 	}
-	if _, err := NewBody(1, Payload{Size: 1}); err == nil {
+	if _, err := NewBody(1, Payload{Size: 1}, false); err == nil {
 		t.Error("payload size 1 accepted")
 	}
 }
 
 func TestFillDoesNotAllocate(t *testing.T) {
-	b, err := NewBody(100, Payload{Size: 64})
+	b, err := NewBody(100, Payload{Size: 64}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +116,28 @@ func TestGroup(t *testing.T) {
 	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", -1234567: "-1,234,567", 100000: "100,000"} {
 		if got := Group(n); got != want {
 			t.Errorf("Group(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestBodyNDJSON(t *testing.T) {
+	for _, batch := range []int{1, 3} {
+		b, err := NewBody(batch, Payload{Size: 30}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := b.Fill(40)
+		lines := bytes.Split(bytes.TrimSuffix(raw, []byte("\n")), []byte("\n"))
+		if len(lines) != batch || raw[len(raw)-1] != '\n' {
+			t.Fatalf("batch %d: %d lines: %q", batch, len(lines), raw)
+		}
+		for i, l := range lines {
+			var e struct {
+				Sequence int64 `json:"sequence"`
+			}
+			if err := json.Unmarshal(l, &e); err != nil || e.Sequence != 40+int64(i) {
+				t.Errorf("line %d: %v, sequence %d: %s", i, err, e.Sequence, l)
+			}
 		}
 	}
 }

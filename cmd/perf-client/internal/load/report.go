@@ -17,8 +17,8 @@ func (r *Result) WriteText(w io.Writer) error {
 			Group(int64(r.TargetRate)), trimFloat(r.TargetRate/float64(r.Batch)))
 	}
 	fmt.Fprintf(&b, "perf-client: %s\n", mode)
-	fmt.Fprintf(&b, "  target %s, ack=%s, %d producer(s), %d connection(s), batch %d, payload %d B (request body %d B)\n",
-		r.URL, r.Ack, r.Producers, r.Connections, r.Batch, r.PayloadSize, r.BodyBytes)
+	fmt.Fprintf(&b, "  target %s, ack=%s, %d producer(s), %d connection(s), batch %d (%s), payload %d B (request body %d B)\n",
+		r.URL, r.Ack, r.Producers, r.Connections, r.Batch, r.Format, r.PayloadSize, r.BodyBytes)
 	fmt.Fprintf(&b, "  measured %.2fs", r.ElapsedS)
 	if r.WarmupS > 0 {
 		fmt.Fprintf(&b, " after %s warmup (excluded)", time.Duration(r.WarmupS*float64(time.Second)))

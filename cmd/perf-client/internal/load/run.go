@@ -45,6 +45,7 @@ type Config struct {
 	Producers   int           // producer ids (each with its own sequence counter)
 	Connections int           // concurrent requests, one keep-alive connection each (>= Producers)
 	Batch       int           // events per request
+	NDJSON      bool          // send application/x-ndjson instead of JSON
 	Payload     Payload       // the "data" of each event
 	Ack         string        // ?ack= level; "" = the node's default
 	Timeout     time.Duration // per-request read/write timeout
@@ -140,6 +141,7 @@ type Result struct {
 	Producers   int     `json:"producers"`
 	Connections int     `json:"connections"`
 	Batch       int     `json:"batch"`
+	Format      string  `json:"format"` // "json" or "ndjson"
 	PayloadSize int     `json:"payload_size"`
 	BodyBytes   int     `json:"request_body_bytes"`
 	Ack         string  `json:"ack"`
@@ -445,7 +447,7 @@ func newRunner(cfg Config) *runner {
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 func (r *runner) newWorker(prod int) (*worker, error) {
-	body, err := NewBody(r.cfg.Batch, r.cfg.Payload)
+	body, err := NewBody(r.cfg.Batch, r.cfg.Payload, r.cfg.NDJSON)
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +462,11 @@ func (r *runner) newWorker(prod int) (*worker, error) {
 	}
 	w.req.SetRequestURI(r.uri)
 	w.req.Header.SetMethod(fasthttp.MethodPost)
-	w.req.Header.SetContentType("application/json")
+	if r.cfg.NDJSON {
+		w.req.Header.SetContentType("application/x-ndjson")
+	} else {
+		w.req.Header.SetContentType("application/json")
+	}
 	w.req.Header.Set("X-Producer-ID", r.prods[prod].id)
 	if r.cfg.Token != "" {
 		w.req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
@@ -581,7 +587,7 @@ func (w *worker) send(ctx context.Context, intended time.Time, measured bool) {
 	} else {
 		// Any answer may carry per-event results: 200, 429 and 503/507
 		// (stored in the ring, durability not confirmed) do.
-		n, perr := ParseAnswer(w.resp.Body(), batch > 1, w.seqs, w.dups)
+		n, perr := ParseAnswer(w.resp.Body(), batch > 1 || r.cfg.NDJSON, w.seqs, w.dups)
 		switch {
 		case perr == nil && n == int(batch):
 			outcome = 0 // per event
@@ -746,11 +752,14 @@ func (r *runner) result(workers []*worker, wall time.Duration, cpu0, cpu1 rusage
 	cfg := r.cfg
 	res := &Result{
 		Mode: "closed-loop", URL: cfg.URL, Producers: cfg.Producers, Connections: cfg.Connections,
-		Batch: cfg.Batch, PayloadSize: cfg.Payload.Size, BodyBytes: workers[0].body.Len(), Ack: cfg.Ack,
+		Batch: cfg.Batch, Format: "json", PayloadSize: cfg.Payload.Size, BodyBytes: workers[0].body.Len(), Ack: cfg.Ack,
 		WarmupS: cfg.Warmup.Seconds(), WallS: wall.Seconds(),
 	}
 	if res.Ack == "" {
 		res.Ack = "node default"
+	}
+	if cfg.NDJSON {
+		res.Format = "ndjson"
 	}
 	if r.open {
 		res.Mode = "open-loop"
