@@ -262,6 +262,7 @@ func newRunID() (string, error) {
 // output is the JSON document of --json and --out.
 type output struct {
 	*load.Result
+	Node        *nodeDelta     `json:"node,omitempty"` // the node's own counters over the run
 	Verify      *verify.Report `json:"verify,omitempty"`
 	VerifyError string         `json:"verify_error,omitempty"`
 	OK          bool           `json:"ok"`
@@ -300,12 +301,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 
+	before, haveBefore := nodeCounters(ctx, cfg.URL, cfg.Token)
 	res, led, err := load.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "perf-client:", err)
 		return 1
 	}
 	doc := output{Result: res, OK: res.Total.EventsAcked > 0}
+	if after, ok := nodeCounters(ctx, cfg.URL, cfg.Token); ok && haveBefore {
+		doc.Node = &nodeDelta{EventsIn: after.EventsIn - before.EventsIn, Duplicates: after.Duplicates - before.Duplicates}
+	}
 	if o.verify && ctx.Err() == nil {
 		rep, verr := verify.Check(ctx, verify.Options{URL: cfg.URL, Token: cfg.Token, PageSize: o.pageSize}, led)
 		if verr != nil {
@@ -326,6 +331,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	} else {
 		_ = res.WriteText(stdout)
+		if d := doc.Node; d != nil {
+			note := "matches the events acknowledged"
+			if int64(d.EventsIn) != res.Total.EventsAcked-res.Total.EventsDuplicate {
+				note = fmt.Sprintf("acknowledged as new: %d; other clients or unanswered requests make a difference", res.Total.EventsAcked-res.Total.EventsDuplicate)
+			}
+			fmt.Fprintf(stdout, "node counters (/api/v1/status, whole run): %s events stored, %s duplicates (%s)\n",
+				load.Group(int64(d.EventsIn)), load.Group(int64(d.Duplicates)), note)
+		}
 		switch {
 		case doc.VerifyError != "":
 			fmt.Fprintf(stdout, "verification: FAILED: %s\n", doc.VerifyError)
@@ -364,6 +377,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 	return 0
+}
+
+// nodeDelta is how much the node's own counters moved during the run.
+type nodeDelta struct {
+	EventsIn   uint64 `json:"events_in"`
+	Duplicates uint64 `json:"duplicates"`
+}
+
+// nodeCounters reads events_in and duplicates from GET /api/v1/status
+// (admin scope); false when they are not available.
+func nodeCounters(ctx context.Context, base, token string) (nodeDelta, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/status", nil)
+	if err != nil {
+		return nodeDelta{}, false
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nodeDelta{}, false
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Ring *nodeDelta `json:"ring"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st) != nil || st.Ring == nil {
+		return nodeDelta{}, false
+	}
+	return *st.Ring, true
 }
 
 // preflight checks that the node answers at all, for a clear error.

@@ -100,6 +100,10 @@ type result struct {
 		Duplicated   int64 `json:"duplicated"`
 		Mismatched   int64 `json:"mismatched"`
 	} `json:"verify"`
+	Node *struct {
+		EventsIn   uint64 `json:"events_in"`
+		Duplicates uint64 `json:"duplicates"`
+	} `json:"node"`
 	VerifyError string `json:"verify_error"`
 	OK          bool   `json:"ok"`
 }
@@ -183,6 +187,9 @@ func TestClosedLoopMatchesServer(t *testing.T) {
 	if r.EventsPS <= 0 || r.ClientCPU.User+r.ClientCPU.Sys <= 0 {
 		t.Errorf("events/s %v, client CPU %+v", r.EventsPS, r.ClientCPU)
 	}
+	if r.Node == nil || r.Node.EventsIn != 3000 || r.Node.Duplicates != 0 {
+		t.Errorf("node counters over the run: %+v, want 3000 stored", r.Node)
+	}
 	if r.Verify == nil || r.Verify.Acknowledged != 3000 || r.Verify.Found != 3000 || r.Verify.Lost != 0 || r.Verify.Duplicated != 0 || !r.OK {
 		t.Errorf("verification %+v (%s), ok %v", r.Verify, r.VerifyError, r.OK)
 	}
@@ -198,7 +205,7 @@ func TestDurableSingleEventsVerified(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	for _, want := range []string{"ack=durable", "400 acknowledged", "verification: OK", "acknowledged 400, lost 0, duplicated 0", "client CPU:", "p99.99"} {
+	for _, want := range []string{"ack=durable", "400 acknowledged", "node counters (/api/v1/status, whole run): 400 events stored, 0 duplicates (matches", "verification: OK", "acknowledged 400, lost 0, duplicated 0", "client CPU:", "p99.99"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -318,8 +325,10 @@ func TestBackpressureRetriesExactlyOnce(t *testing.T) {
 	if r.Total.Acked != 1200 || r.Total.Refused != 0 || r.Total.Unknown != 0 {
 		t.Errorf("acked %d refused %d unknown %d, want all 1200 acknowledged", r.Total.Acked, r.Total.Refused, r.Total.Unknown)
 	}
-	if in := n.a.Pipeline().Status().EventsIn; in != 1200 {
-		t.Errorf("node stored %d events for 1200 sent with retries", in)
+	if in := n.a.Pipeline().Status().EventsIn; in != 1200 || r.Node == nil || r.Node.EventsIn != 1200 || r.Node.Duplicates < uint64(r.Total.Dup) {
+		// The node counts a duplicate on every retry that finds one, also on
+		// retries that got a 429 again; the client counts final answers.
+		t.Errorf("node stored %d events for 1200 sent with retries; node counters %+v, client saw %d duplicates", in, r.Node, r.Total.Dup)
 	}
 	if r.Verify == nil || r.Verify.Found != 1200 || r.Verify.Lost != 0 || r.Verify.Duplicated != 0 || !r.OK {
 		t.Errorf("verification %+v (%s)", r.Verify, r.VerifyError)
