@@ -113,7 +113,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
 	fs.IntVar(&o.retries, "retries", 0, "send a request again (same producer id and sequences: idempotent) after a transport error, 429 or 5xx, up to this many times; 0 counts them as they are")
 	fs.DurationVar(&o.retryDelay, "retry-delay", 10*time.Millisecond, "wait before each retry (the node's Retry-After, whole seconds, is not used)")
-	fs.StringVar(&o.token, "token", "", "bearer token (publish scope; admin scope for --verify); default $BADBATCH_TOKEN")
+	fs.StringVar(&o.token, "token", "", "bearer token (a publish token publishes and reads back; the node counters need an admin token); default $BADBATCH_TOKEN")
 	fs.BoolVar(&o.verify, "verify", false, "after the run, read the published range back and check every acknowledged event is stored exactly once with its payload")
 	fs.IntVar(&o.pageSize, "page-size", 1000, "events per read-back request (--verify)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as JSON instead of text")

@@ -367,6 +367,36 @@ func TestAllRefused(t *testing.T) {
 	}
 }
 
+// Bearer tokens: without one every request is refused (401, counted); a
+// wrong one cannot read back, which the verification says; a publish
+// token publishes and reads back but may not read the node's status; an
+// admin token from $BADBATCH_TOKEN does everything.
+func TestTokens(t *testing.T) {
+	n := startNode(t, func(c *config.Config) {
+		c.API.PublishTokens = []string{"pub-token"}
+		c.API.AdminTokens = []string{"admin-token"}
+	})
+	code, out, errs := perf(t, "--url", n.url, "--events", "3", "--ack", "memory", "--quiet")
+	if code != 1 || !strings.Contains(out, "401: 3") || !strings.Contains(errs, "acknowledged no event") {
+		t.Errorf("no token: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = perf(t, "--url", n.url, "--events", "50", "--ack", "memory", "--token", "pub-token", "--verify", "--quiet")
+	if code != 0 || !strings.Contains(out, "acknowledged 50, lost 0, duplicated 0") || strings.Contains(out, "node counters") {
+		t.Errorf("publish token: exit %d\n%s\n%s", code, out, errs)
+	}
+	var o, e bytes.Buffer
+	env := func(k string) string {
+		if k == "BADBATCH_TOKEN" {
+			return "admin-token"
+		}
+		return ""
+	}
+	code = run(context.Background(), []string{"--url", n.url, "--events", "50", "--ack", "memory", "--verify", "--quiet"}, env, &o, &e, false)
+	if code != 0 || !strings.Contains(o.String(), "acknowledged 50, lost 0, duplicated 0") || !strings.Contains(o.String(), "node counters") {
+		t.Errorf("admin token from the environment: exit %d\n%s\n%s", code, o.String(), e.String())
+	}
+}
+
 func TestOutFileAndProgress(t *testing.T) {
 	n := startNode(t, nil)
 	path := filepath.Join(t.TempDir(), "result.json")

@@ -23,7 +23,7 @@ import (
 // Options configures a read-back.
 type Options struct {
 	URL      string       // base URL of the appliance
-	Token    string       // bearer token (admin scope: reading events needs it when tokens are configured)
+	Token    string       // bearer token (one that may read events, when the node has tokens)
 	PageSize int          // events per GET (the server may cap it at api.read_limit)
 	Client   *http.Client // nil: a client without a timeout (the context bounds the read)
 }
@@ -326,7 +326,7 @@ func fetch(ctx context.Context, c *http.Client, base, token string, from, to int
 		_ = json.Unmarshal(body, &g)
 		return nil, &GoneError{From: from, Earliest: g.Earliest}
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return nil, fmt.Errorf("read back: %s: reading events needs an admin token (--token): %s", resp.Status, bytes.TrimSpace(body))
+		return nil, fmt.Errorf("read back: %s: reading events needs a token that may read them (--token or $BADBATCH_TOKEN): %s", resp.Status, bytes.TrimSpace(body))
 	default:
 		return nil, fmt.Errorf("read back %d..%d: %s: %s", from, to, resp.Status, bytes.TrimSpace(body))
 	}
