@@ -9,9 +9,15 @@
 // they reach Options.SegmentSize. Each segment starts with a 16-byte header
 // (magic, base sequence) followed by records framed as
 //
-//	length:u32 crc32c:u32 | seq:i64 ts:i64 plen:u16 klen:u32 producer key data
+//	length:u32 crc32c:u32 | seq:i64 ts:i64 plen:u16 kword:u32 [pseq:i64] producer key data
 //
-// (little endian; the CRC32C/Castagnoli covers everything after it).
+// (little endian; the CRC32C/Castagnoli covers everything after it). The
+// top bit of kword is the record's format version: clear for version 1
+// (klen only, as first released), set for version 2, which carries the
+// producer's own sequence (Record.ProducerSeq) after kword. Records without
+// a producer sequence are still written as version 1, and both versions
+// may be mixed in one segment, so journals written before version 2 keep
+// working after an upgrade (a downgrade is not supported).
 // Sequences are non-negative and strictly increasing. Each segment has a
 // sparse index (one entry per Options.IndexInterval bytes, 4 KiB by
 // default) kept in memory and, for sealed segments, persisted beside it
