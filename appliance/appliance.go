@@ -89,12 +89,13 @@ func (c membership[M]) Leave(ctx context.Context) error {
 type Option func(*options)
 
 type options struct {
-	listener net.Listener
-	stages   [][]pipeline.Stage
-	level    *slog.LevelVar
-	cluster  Cluster
-	acks     []string
-	opener   journal.Opener // tests inject journal I/O faults
+	listener  net.Listener
+	stages    [][]pipeline.Stage
+	level     *slog.LevelVar
+	cluster   Cluster
+	acks      []string
+	opener    journal.Opener // tests inject journal I/O faults
+	wasmCache string         // WithWasmCacheDir
 }
 
 // WithListener serves on ln instead of binding server.host:server.port
@@ -130,6 +131,7 @@ type Appliance struct {
 	lock    *statedir.Lock
 	journal *journal.Journal // nil when journal.enabled = false
 	jstage  *journalStage
+	wasm    *wasmStage
 	ln      net.Listener
 	pipe    *pipeline.Pipeline
 	metrics *metrics.Metrics
@@ -175,8 +177,12 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 			return nil, fmt.Errorf("appliance: %w", err)
 		}
 	}
+	a.wasm, err = newWasmStage(cfg, a.lock.Dir(), a.opts.wasmCache, a.journal, logger.With("component", "wasm"))
+	if err != nil {
+		return nil, fmt.Errorf("appliance: %w", err)
+	}
 	a.metrics = metrics.New(metrics.Options{
-		Extra:     a.journalCollectors(),
+		Extra:     append(a.journalCollectors(), wasmCollector{a.wasm}),
 		Build:     a.build,
 		NodeID:    cfg.Node.ID,
 		Padding:   disruptor.CacheLinePad,
@@ -202,6 +208,10 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 		logger.Info("journal open", "dir", filepath.Join(a.lock.Dir(), "journal"), "fsync", cfg.Journal.Fsync,
 			"last_sequence", a.journal.LastSequence(), "earliest", a.journal.Earliest(), "next_sequence", base)
 	}
+	// The WASM handler stage runs after the journal (and any stage added
+	// with WithStages): every event a module sees is already journalled.
+	stages = append(stages, []pipeline.Stage{{Name: "wasm", Handler: a.wasm}})
+	acks = append(acks, "processed")
 	acks = append(acks, a.opts.acks...)
 	a.acks = acks
 	a.pipe, err = pipeline.New(pipeline.Options{
@@ -243,6 +253,11 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 		NodeInfo:     a.nodeInfo,
 		ClusterNodes: a.clusterNodes,
 		Status:       a.nodeStatus,
+		Processor:    a.wasm,
+		Modules:      a.wasm.reg,
+		ModulesDir:   cfg.Modules.Dir,
+		Streams:      a.wasm.streams,
+		StreamKnown:  a.wasm.streamKnown,
 		Live:         a.liveChecks,
 		Ready:        a.readyChecks,
 	})
@@ -264,6 +279,9 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 
 // closeEarly releases what New acquired when New fails.
 func (a *Appliance) closeEarly() {
+	if a.wasm != nil {
+		a.wasm.closeEarly()
+	}
 	if a.ln != nil && a.opts.listener == nil {
 		_ = a.ln.Close()
 	}
@@ -309,9 +327,6 @@ func (a *Appliance) warnings(cfg config.Config, acks []string) {
 	if !cfg.Journal.Enabled {
 		a.log.Warn("journal disabled (journal.enabled = false): accepted events live only in memory; ack=durable is unavailable")
 	}
-	if fi, err := os.Stat(cfg.Modules.Dir); err == nil && fi.IsDir() && len(a.opts.stages) == 0 {
-		a.log.Info("modules directory present; no WASM host is wired into this build, handlers are not loaded", "dir", cfg.Modules.Dir)
-	}
 	if disruptor.CacheLinePad < cpuCacheLine() {
 		a.log.Warn("padding is smaller than the detected cache line", "padding", disruptor.CacheLinePad, "cache_line", cpuCacheLine())
 	}
@@ -349,6 +364,13 @@ func (a *Appliance) Run(ctx context.Context) error {
 		return errors.New("appliance: Run called twice")
 	}
 	defer a.phase.Store(int32(PhaseStopped))
+	// Replay what the WASM stage has not processed (journal checkpoint + 1
+	// to the journal's last sequence) before the ring takes new events.
+	if err := a.wasm.replay(); err != nil {
+		a.closeEarly()
+		return fmt.Errorf("appliance: %w", err)
+	}
+	a.wasm.start(a.Config().Modules.HotReload)
 	if err := a.pipe.Start(); err != nil {
 		a.closeEarly()
 		return fmt.Errorf("appliance: %w", err)
@@ -454,6 +476,7 @@ func (a *Appliance) shutdown(timeout time.Duration) error {
 		}
 		return nil
 	})
+	step("flush modules and close output streams", a.wasm.close)
 	if a.journal != nil {
 		step("flush and close journal", func(context.Context) error {
 			if err := a.journal.Close(); err != nil {
@@ -512,6 +535,9 @@ func (a *Appliance) Reload(cfg config.Config) error {
 	next.Ring.PublishTimeout = cfg.Ring.PublishTimeout
 	next.Log.Level = cfg.Log.Level
 	a.cfg = next
+	if err := a.wasm.rescan(); err != nil {
+		a.log.Warn("reload: some modules failed to load (running versions stay; see GET /api/v1/modules)", "err", err)
+	}
 	a.log.Info("configuration reloaded", "changes", len(changes), "applied", applied)
 	return nil
 }

@@ -181,6 +181,9 @@ func (a *Appliance) nodeStatus() any {
 		}
 		m["journal"] = js
 	}
+	if a.wasm != nil {
+		m["wasm"] = a.wasm.status()
+	}
 	return m
 }
 

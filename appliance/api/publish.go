@@ -108,10 +108,10 @@ func (s *Server) publish(c *fiber.Ctx) error {
 	case "memory":
 	case "durable", "processed":
 		if !s.ackSupported(ack) {
-			return apiErr(fiber.StatusBadRequest, fmt.Sprintf("ack=%s is not available on this node (it needs the %s); use one of %v", ack, map[string]string{"durable": "journal (journal.enabled = true)", "processed": "handler pipeline, not wired in this build"}[ack], s.opts.AckLevels))
+			return apiErr(fiber.StatusBadRequest, fmt.Sprintf("ack=%s is not available on this node (it needs the %s); use one of %v", ack, map[string]string{"durable": "journal (journal.enabled = true)", "processed": "WASM handler stage"}[ack], s.opts.AckLevels))
 		}
-		if ack == "processed" {
-			return apiErr(fiber.StatusBadRequest, "ack=processed is not wired into the publish path of this build; use ack=memory or ack=durable")
+		if ack == "processed" && s.opts.Processor == nil {
+			return apiErr(fiber.StatusBadRequest, "ack=processed needs the WASM handler stage, which this server was built without")
 		}
 	default:
 		return apiErr(fiber.StatusBadRequest, fmt.Sprintf("invalid ack %q: use memory, durable or processed", ack))
@@ -164,6 +164,11 @@ func (s *Server) publish(c *fiber.Ctx) error {
 			return apiErr(durableErrStatus(derr), "not accepted: the journal cannot store events durably right now ("+derr.Error()+"); nothing was stored, retry later (ack=memory still works)")
 		}
 	}
+	if ack == "processed" {
+		// Keep the outputs of what this request publishes for the answer.
+		s.opts.Processor.Expect()
+		defer s.opts.Processor.Done()
+	}
 	// Intake: hold the read side while publishing so StopIntake can wait.
 	s.intake.RLock()
 	if s.closed.Load() {
@@ -178,7 +183,7 @@ func (s *Server) publish(c *fiber.Ctx) error {
 
 	status := fiber.StatusOK
 	var msg string
-	if perr == nil && ack == "durable" {
+	if perr == nil && (ack == "durable" || ack == "processed" && s.opts.Durable != nil) {
 		// Acknowledge only once the highest sequence of the request is
 		// durable (sequences are durable in order).
 		top := int64(-1)
@@ -196,6 +201,19 @@ func (s *Server) publish(c *fiber.Ctx) error {
 			msg = "stored in the ring but not confirmed durable (" + derr.Error() + "); retry with the same producer and sequence to confirm"
 		}
 	}
+	withOutputs := false
+	if perr == nil && status == fiber.StatusOK && ack == "processed" {
+		var werr error
+		withOutputs, werr = s.waitProcessed(res)
+		if werr != nil {
+			status = fiber.StatusServiceUnavailable
+			c.Set(fiber.HeaderRetryAfter, "1")
+			msg = "stored but not confirmed processed by the WASM handlers (" + werr.Error() + "); the handlers will still process it; retry with the same producer and sequence to confirm"
+			if s.opts.Durable != nil {
+				msg = "stored durably but not confirmed processed by the WASM handlers (" + werr.Error() + "); the handlers will still process it; retry with the same producer and sequence to confirm"
+			}
+		}
+	}
 	switch {
 	case perr == nil:
 	case errors.Is(perr, pipeline.ErrFull):
@@ -209,10 +227,13 @@ func (s *Server) publish(c *fiber.Ctx) error {
 	default:
 		return fmt.Errorf("publish: %w", perr)
 	}
-	if status != fiber.StatusOK && ack == "durable" {
+	if status != fiber.StatusOK && (ack == "durable" || ack == "processed") {
 		ack = "memory" // what the accepted events reached; durability was not confirmed
 	}
 	out := appendResults(sc.out[:0], sc.dec.Batch(), ack, res, msg)
+	if withOutputs {
+		out = appendProcessed(out[:0], sc.dec.Batch(), res, s.opts.Processor)
+	}
 	sc.out = out
 	c.Status(status)
 	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)

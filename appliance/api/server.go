@@ -23,6 +23,8 @@ import (
 
 	"github.com/badbatch/badbatch/appliance/metrics"
 	"github.com/badbatch/badbatch/appliance/pipeline"
+	"github.com/badbatch/badbatch/appliance/streams"
+	"github.com/badbatch/badbatch/wasmhost"
 )
 
 // Limits are the settings that may change while the server runs (SIGHUP).
@@ -66,6 +68,16 @@ type Options struct {
 	// return when ctx ends. DurableTimeout bounds that wait (default 10s).
 	Durable        func(ctx context.Context, seq int64) error
 	DurableTimeout time.Duration
+	// Processor, if set, is the WASM stage ack=processed waits on (the
+	// wait is bounded by DurableTimeout too).
+	Processor Processor
+	// Modules and ModulesDir serve the module endpoints; Streams (with
+	// StreamKnown naming the streams that may be read before they exist)
+	// the output stream endpoints. Without them those endpoints answer 404.
+	Modules     *wasmhost.Registry
+	ModulesDir  string
+	Streams     *streams.Set
+	StreamKnown func(name string) bool
 	// DurableErr, if set, reports why durable acks cannot be given right
 	// now (the journal's write or fsync is failing), nil while they can.
 	// An ack=durable publish is then refused before anything is stored:
@@ -179,6 +191,17 @@ func Routes() []Route {
 		{"GET", "/readyz", ScopeOpen},
 		{"GET", "/metrics", ScopeOpen},
 		{"GET", "/openapi.json", ScopeOpen},
+		{"GET", "/api/v1/modules", ScopePublish},
+		{"POST", "/api/v1/modules", ScopeAdmin},
+		{"GET", "/api/v1/modules/:name", ScopePublish},
+		{"PUT", "/api/v1/modules/:name", ScopeAdmin},
+		{"DELETE", "/api/v1/modules/:name", ScopeAdmin},
+		{"POST", "/api/v1/modules/:name/reload", ScopeAdmin},
+		{"GET", "/api/v1/modules/:name/wasm", ScopeAdmin},
+		{"GET", "/api/v1/modules/:name/manifest", ScopeAdmin},
+		{"GET", "/api/v1/streams", ScopePublish},
+		{"GET", "/api/v1/streams/:name/events", ScopePublish},
+		{"GET", "/api/v1/streams/:name/stream", ScopePublish},
 	}
 }
 
@@ -198,6 +221,18 @@ func (s *Server) routes() {
 		"GET /readyz":               s.ready,
 		"GET /metrics":              adaptor.HTTPHandler(s.opts.Metrics.Handler()),
 		"GET /openapi.json":         s.openapi,
+
+		"GET /api/v1/modules":                s.listModules,
+		"POST /api/v1/modules":               s.postModule,
+		"GET /api/v1/modules/:name":          s.getModule,
+		"PUT /api/v1/modules/:name":          s.putModule,
+		"DELETE /api/v1/modules/:name":       s.deleteModule,
+		"POST /api/v1/modules/:name/reload":  s.reloadModule,
+		"GET /api/v1/modules/:name/wasm":     s.moduleWasm,
+		"GET /api/v1/modules/:name/manifest": s.moduleManifest,
+		"GET /api/v1/streams":                s.listStreams,
+		"GET /api/v1/streams/:name/events":   s.readStream,
+		"GET /api/v1/streams/:name/stream":   s.tailStream,
 	}
 	for _, r := range Routes() {
 		h := handlers[r.Method+" "+r.Path]

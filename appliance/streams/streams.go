@@ -314,9 +314,13 @@ func (s *Set) AppendErrors() uint64 { return s.appendErrors.Load() }
 
 // Commit writes every stream's appended records.
 func (s *Set) Commit() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var errs []error
-	for _, st := range s.All() {
-		errs = append(errs, st.Commit())
+	for _, st := range s.streams {
+		if err := st.Commit(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
