@@ -14,6 +14,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -226,9 +227,7 @@ type worker struct {
 	body     *Body
 	seqs     []int64
 	dups     []bool
-	lat, svc *hdrhistogram.Histogram
-	lag      *hdrhistogram.Histogram
-	clamped  [3]int64
+	hist     *histShard
 	measured counts
 	total    counts
 	lastDone time.Time
@@ -244,6 +243,7 @@ type runner struct {
 	client *fasthttp.HostClient
 	prods  []*producer
 	uri    string
+	shards []*histShard
 
 	open         bool
 	start        time.Time
@@ -331,7 +331,7 @@ func Run(ctx context.Context, cfg Config) (*Result, *Ledger, error) {
 	defer r.client.CloseIdleConnections()
 	workers := make([]*worker, cfg.Connections)
 	for i := range workers {
-		w, err := r.newWorker(i % cfg.Producers)
+		w, err := r.newWorker(i, i%cfg.Producers)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -440,24 +440,25 @@ func newRunner(cfg Config) *runner {
 	for i := range cfg.Producers {
 		r.prods = append(r.prods, &producer{id: fmt.Sprintf("%s-p%d", cfg.RunID, i)})
 	}
+	for range min(cfg.Connections, 2*runtime.GOMAXPROCS(0)) {
+		r.shards = append(r.shards, newHistShard(r.open))
+	}
 
 	return r
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
-func (r *runner) newWorker(prod int) (*worker, error) {
+// newWorker makes worker idx, publishing for producer prod.
+func (r *runner) newWorker(idx, prod int) (*worker, error) {
 	body, err := NewBody(r.cfg.Batch, r.cfg.Payload, r.cfg.NDJSON)
 	if err != nil {
 		return nil, err
 	}
 	w := &worker{
-		r: r, prod: prod, body: body,
+		r: r, prod: prod, body: body, hist: r.shards[idx%len(r.shards)],
 		req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(),
 		seqs: make([]int64, r.cfg.Batch), dups: make([]bool, r.cfg.Batch),
-		lat:     hdrhistogram.New(histMinUS, histMaxUS, 3),
-		svc:     hdrhistogram.New(histMinUS, histMaxUS, 3),
-		lag:     hdrhistogram.New(histMinUS, histMaxUS, 3),
 		minRing: -1, maxRing: -1,
 	}
 	w.req.SetRequestURI(r.uri)
@@ -619,10 +620,8 @@ func (w *worker) send(ctx context.Context, intended time.Time, measured bool) {
 
 	if measured {
 		w.measured.add1(&c, -1)
-		w.record(w.lat, int64(t1.Sub(intended)/time.Microsecond), 0, err == nil)
-		w.record(w.svc, int64(t1.Sub(t0)/time.Microsecond), 1, err == nil)
-		if r.open {
-			w.record(w.lag, int64(t0.Sub(intended)/time.Microsecond), 2, true)
+		if err == nil { // transport failures are counted, not timed
+			w.hist.record(t1.Sub(intended), t1.Sub(t0), t0.Sub(intended), r.open)
 		}
 	}
 	w.total.add1(&c, -1)
@@ -674,19 +673,47 @@ func (c *counts) add1(o *reqCounts, status int) {
 	}
 }
 
-// record adds a latency; transport failures are counted, not timed.
-func (w *worker) record(h *hdrhistogram.Histogram, us int64, idx int, answered bool) {
-	if !answered {
-		return
+// histShard holds latency histograms shared by a few workers: per-worker
+// histograms (~150 KB each) would cost too much memory with many
+// connections, one shared set too much contention.
+type histShard struct {
+	mu       sync.Mutex
+	lat, svc *hdrhistogram.Histogram
+	lag      *hdrhistogram.Histogram // open loop only
+	clamped  [3]int64
+	_        [64]byte
+}
+
+func newHistShard(open bool) *histShard {
+	h := &histShard{lat: hdrhistogram.New(histMinUS, histMaxUS, 3), svc: hdrhistogram.New(histMinUS, histMaxUS, 3)}
+	if open {
+		h.lag = hdrhistogram.New(histMinUS, histMaxUS, 3)
 	}
+	return h
+}
+
+// record adds one answered request: latency from the intended send time,
+// service time, and (open loop) the client's send lag.
+func (h *histShard) record(lat, svc, lag time.Duration, open bool) {
+	h.mu.Lock()
+	h.add(h.lat, lat, 0)
+	h.add(h.svc, svc, 1)
+	if open {
+		h.add(h.lag, lag, 2)
+	}
+	h.mu.Unlock()
+}
+
+func (h *histShard) add(hist *hdrhistogram.Histogram, d time.Duration, idx int) {
+	us := int64(d / time.Microsecond)
 	if us < histMinUS {
 		us = histMinUS
 	}
 	if us > histMaxUS {
 		us = histMaxUS
-		w.clamped[idx]++
+		h.clamped[idx]++
 	}
-	_ = h.RecordValue(us)
+	_ = hist.RecordValue(us)
 }
 
 // ledger appends the request's events to the worker's records. outcome is
@@ -768,18 +795,22 @@ func (r *runner) result(workers []*worker, wall time.Duration, cpu0, cpu1 rusage
 	lat := hdrhistogram.New(histMinUS, histMaxUS, 3)
 	svc := hdrhistogram.New(histMinUS, histMaxUS, 3)
 	lag := hdrhistogram.New(histMinUS, histMaxUS, 3)
+	var clamped [3]int64
+	for _, h := range r.shards {
+		lat.Merge(h.lat)
+		svc.Merge(h.svc)
+		if h.lag != nil {
+			lag.Merge(h.lag)
+		}
+		for i := range clamped {
+			clamped[i] += h.clamped[i]
+		}
+	}
 	var m, t counts
 	var last time.Time
-	var clamped [3]int64
 	for _, w := range workers {
-		lat.Merge(w.lat)
-		svc.Merge(w.svc)
-		lag.Merge(w.lag)
 		m.add(&w.measured)
 		t.add(&w.total)
-		clamped[0] += w.clamped[0]
-		clamped[1] += w.clamped[1]
-		clamped[2] += w.clamped[2]
 		if w.lastDone.After(last) {
 			last = w.lastDone
 		}

@@ -64,7 +64,7 @@ func TestSendDoesNotAllocate(t *testing.T) {
 			}
 			r := newRunner(cfg)
 			defer r.client.CloseIdleConnections()
-			w, err := r.newWorker(0)
+			w, err := r.newWorker(0, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
