@@ -137,6 +137,7 @@ type Appliance struct {
 	metrics *metrics.Metrics
 	server  *api.Server
 	notify  *sdnotify.Notifier
+	cw      *clusterWire // [cluster] enabled: gossip membership and rollout
 
 	acks    []string // ack levels this node honours
 	phase   atomic.Int32
@@ -195,6 +196,13 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 			return 0
 		},
 	})
+	if cfg.Cluster.Enabled && a.opts.cluster == nil {
+		if a.cw, err = newClusterWire(a, cfg); err != nil {
+			return nil, fmt.Errorf("appliance: %w", err)
+		}
+		a.opts.cluster = a.cw
+		a.metrics.Registry.MustRegister(a.clusterCollectors()...)
+	}
 	stages := a.opts.stages
 	var base int64
 	var archive pipeline.Archive
@@ -260,6 +268,8 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 		StreamKnown:  a.wasm.streamKnown,
 		Live:         a.liveChecks,
 		Ready:        a.readyChecks,
+
+		ClusterStatus: a.clusterStatus,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("appliance: %w", err)
@@ -377,6 +387,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.server.Serve(a.ln) }()
+	if a.cw != nil {
+		// Gossip starts once HTTP serves: peers resolve API-address seeds
+		// through this node's /api/v1/node/info.
+		if err := a.cw.start(); err != nil {
+			a.log.Error("cannot start cluster gossip; shutting down", "err", err)
+			return errors.Join(err, a.shutdown(a.Config().Server.ShutdownTimeout.Duration))
+		}
+	}
 
 	wdCtx, stopWD := context.WithCancel(context.Background())
 	wdDone := make(chan struct{}, 2)
@@ -486,6 +504,9 @@ func (a *Appliance) shutdown(timeout time.Duration) error {
 			return nil
 		})
 	}
+	if a.cw != nil {
+		step("close cluster", a.cw.close)
+	}
 	step("close HTTP server", a.server.Shutdown)
 	if a.opts.listener == nil {
 		_ = a.ln.Close()
@@ -509,17 +530,24 @@ func (a *Appliance) Reload(cfg config.Config) error {
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return fmt.Errorf("appliance: reload: log.level: %w", err)
 	}
+	applyCluster, err := a.prepareClusterReload(cfg)
+	if err != nil {
+		return fmt.Errorf("appliance: reload: %w", err)
+	}
 	if err := a.server.SetLimits(a.limits(cfg, a.acks)); err != nil {
 		return fmt.Errorf("appliance: reload: %w", err)
 	}
 	if a.opts.level != nil {
 		a.opts.level.Set(level)
 	}
+	if err := applyCluster(); err != nil {
+		a.log.Error("reload: cluster seeds/keyring not (fully) applied", "err", err)
+	}
 	changes := config.Diff(a.cfg, cfg)
 	applied := 0
 	for _, ch := range changes {
 		switch {
-		case ch.Live && liveHere(ch.Key):
+		case ch.Live && (liveHere(ch.Key) || a.clusterLive(ch.Key)):
 			applied++
 			a.log.Info("reload: applied", "key", ch.Key, "old", ch.Old, "new", ch.New)
 		case ch.Live:
@@ -534,6 +562,10 @@ func (a *Appliance) Reload(cfg config.Config) error {
 	next.API.MaxBatch, next.API.ReadLimit = cfg.API.MaxBatch, cfg.API.ReadLimit
 	next.Ring.PublishTimeout = cfg.Ring.PublishTimeout
 	next.Log.Level = cfg.Log.Level
+	next.Cluster.RolloutToken = cfg.Cluster.RolloutToken
+	if a.cw != nil {
+		next.Cluster.Seeds, next.Cluster.Keyring = cfg.Cluster.Seeds, cfg.Cluster.Keyring
+	}
 	a.cfg = next
 	if err := a.wasm.rescan(); err != nil {
 		a.log.Warn("reload: some modules failed to load (running versions stay; see GET /api/v1/modules)", "err", err)

@@ -205,6 +205,7 @@ func (a *Appliance) readyChecks() []api.Check {
 		}
 		checks = append(checks, jc)
 	}
+	checks = append(checks, a.clusterChecks()...)
 	st := a.pipe.Status()
 	checks = append(checks, api.Check{Name: "ring", OK: true, Detail: strconv.FormatInt(st.RemainingCapacity, 10) + " of " + strconv.FormatInt(st.Capacity, 10) + " slots free"})
 	return checks

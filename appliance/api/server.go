@@ -61,6 +61,8 @@ type Options struct {
 	NodeInfo     func() any
 	ClusterNodes func() any
 	Status       func() any
+	// ClusterStatus is the body of GET /api/v1/cluster/status.
+	ClusterStatus func() any
 	// Live and Ready report the probes' checks.
 	Live  func() []Check
 	Ready func() []Check
@@ -186,6 +188,7 @@ func Routes() []Route {
 		{"GET", "/api/v1/status", ScopeAdmin},
 		{"GET", "/api/v1/node/info", ScopeOpen},
 		{"GET", "/api/v1/cluster/nodes", ScopeOpen},
+		{"GET", "/api/v1/cluster/status", ScopeOpen},
 		{"GET", "/health", ScopeOpen},
 		{"GET", "/livez", ScopeOpen},
 		{"GET", "/readyz", ScopeOpen},
@@ -221,6 +224,8 @@ func (s *Server) routes() {
 		"GET /readyz":               s.ready,
 		"GET /metrics":              adaptor.HTTPHandler(s.opts.Metrics.Handler()),
 		"GET /openapi.json":         s.openapi,
+
+		"GET /api/v1/cluster/status": s.jsonOf(func() any { return call(s.opts.ClusterStatus) }),
 
 		"GET /api/v1/modules":                s.listModules,
 		"POST /api/v1/modules":               s.postModule,

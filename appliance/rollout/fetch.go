@@ -45,6 +45,9 @@ type Fetcher struct {
 	// Token is sent as "Authorization: Bearer <token>" (the peer's admin
 	// token, [cluster] rollout_token or api.admin_tokens[0]); "" sends none.
 	Token string
+	// TokenFunc, if set, is asked for the token on every request instead of
+	// Token (a token that changes on reload).
+	TokenFunc func() string
 	// MaxWasmBytes bounds the wasm download (default 64 MiB).
 	MaxWasmBytes int64
 	// MaxManifestBytes bounds the manifest download (default 1 MiB).
@@ -109,8 +112,12 @@ func (f *Fetcher) get(ctx context.Context, u string, limit int64) ([]byte, http.
 	if err != nil {
 		return nil, nil, err
 	}
-	if f.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+f.Token)
+	tok := f.Token
+	if f.TokenFunc != nil {
+		tok = f.TokenFunc()
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := f.client().Do(req)
 	if err != nil {
