@@ -292,6 +292,7 @@ type GoneError struct {
 	From, Earliest int64
 }
 
+// Error says which range is gone and what to do about it.
 func (e *GoneError) Error() string {
 	return fmt.Sprintf("events from %d are no longer held by the node (earliest available %d): the ring wrapped and no journal holds them; enable the journal, use a larger ring (-b) or publish fewer events", e.From, e.Earliest)
 }
