@@ -227,14 +227,26 @@ func (c *crashClient) afterRestart(hc *http.Client, url string, book *ackBook) {
 // with identical data at its acknowledged sequence, that sequences are
 // unique and increasing, that no (producer, sequence) was stored twice,
 // and that retries of acknowledged events after each restart were answered
-// as duplicates. BADBATCH_SOAK=1 runs 60 cycles instead of 10.
+// as duplicates. It runs for each fsync policy (a process crash keeps the
+// page cache, so all three must lose nothing acknowledged). 10 cycles per
+// policy; BADBATCH_SOAK=1 runs 60.
 func TestKill9RealBinary(t *testing.T) {
 	cycles := 10
 	if os.Getenv("BADBATCH_SOAK") != "" {
 		cycles = 60
 	}
+	policies := []string{"batch", "interval", "never"}
+	if testing.Short() {
+		policies = policies[:1]
+	}
+	for _, policy := range policies {
+		t.Run(policy, func(t *testing.T) { kill9Cycles(t, policy, cycles) })
+	}
+}
+
+func kill9Cycles(t *testing.T, policy string, cycles int) {
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d, %d kill -9 cycles", seed, cycles)
+	t.Logf("fsync=%s, seed %d, %d kill -9 cycles", policy, seed, cycles)
 	rng := rand.New(rand.NewPCG(seed, 0x6ba7))
 
 	dir := t.TempDir()
@@ -247,7 +259,8 @@ buffer_size = 1024
 read_limit = 10000
 idempotency_window = 4096
 [journal]
-fsync = "batch"
+fsync = "` + policy + `"
+fsync_interval = "5ms"
 segment_size = "64KiB"
 retention_bytes = "0B"
 retention_age = "0s"
