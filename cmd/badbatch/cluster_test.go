@@ -270,3 +270,107 @@ func TestSeedClusterExampleExactFlags(t *testing.T) {
 		}
 	}
 }
+
+// clusterStatus is GET /api/v1/cluster/status.
+func clusterStatus(t *testing.T, url string) map[string]any {
+	t.Helper()
+	res, err := http.Get(url + "/api/v1/cluster/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var st map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestSIGHUPRotatesClusterKeys: two encrypted nodes rotate their gossip key
+// by editing the TOML keyring and sending SIGHUP (install, use, remove) and
+// stay one cluster; seeds reload the same way.
+func TestSIGHUPRotatesClusterKeys(t *testing.T) {
+	base := 0
+	for range 50 {
+		b := 20000 + rand.IntN(20000)
+		if seedPortsFree("127.0.0.1", b) {
+			base = b
+			break
+		}
+	}
+	if base == 0 {
+		t.Fatal("no free ports")
+	}
+	dir := t.TempDir()
+	k1, k2 := "MDEyMzQ1Njc4OWFiY2RlZg==", "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+	write := func(name string, keys []string, seeds []string) string {
+		q := func(ss []string) string {
+			var out []string
+			for _, s := range ss {
+				out = append(out, strconv.Quote(s))
+			}
+			return "[" + strings.Join(out, ", ") + "]"
+		}
+		path := filepath.Join(dir, name+".toml")
+		doc := "[server]\nhost = \"127.0.0.1\"\n[cluster]\nenabled = true\nbind_addr = \"127.0.0.1\"\npreset = \"local\"\n" +
+			"keyring = " + q(keys) + "\nseeds = " + q(seeds) + "\n"
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	pa, pb := strconv.Itoa(base), strconv.Itoa(base+1)
+	ua, ub := "http://127.0.0.1:"+pa, "http://127.0.0.1:"+pb
+	fa := write("a", []string{k1}, nil)
+	fb := write("b", []string{k1}, []string{"127.0.0.1:" + pa})
+	a := startAt(t, dir, nil, ua, "-p", pa, "--config", fa)
+	b := startAt(t, dir, nil, ub, "-p", pb, "--config", fb)
+	host, _ := os.Hostname()
+	ids := []string{host + "-" + pa, host + "-" + pb}
+	waitView(t, 20*time.Second, "encrypted pair formed", []string{ua, ub}, allAlive(ids))
+
+	for i, keys := range [][]string{{k1, k2}, {k2, k1}, {k2}} {
+		write("a", keys, []string{"127.0.0.1:" + pb})
+		write("b", keys, []string{"127.0.0.1:" + pa})
+		for _, p := range []*proc{a, b} {
+			p.signal(syscall.SIGHUP)
+		}
+		for _, p := range []*proc{a, b} {
+			deadline := time.Now().Add(15 * time.Second)
+			for strings.Count(p.stderr.String(), "cluster: seeds and keyring reloaded") < i+1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("step %d: reload not logged:\n%s", i+1, p.stderr.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		waitView(t, 10*time.Second, "pair whole during rotation", []string{ua, ub}, allAlive(ids))
+	}
+	time.Sleep(time.Second)
+	waitView(t, 5*time.Second, "pair whole after rotation", []string{ua, ub}, allAlive(ids))
+	for _, u := range []string{ua, ub} {
+		st := clusterStatus(t, u)
+		if st["encrypted"] != true || st["keys"] != 1.0 || st["alive"] != 2.0 || st["decrypt_failures"] != 0.0 {
+			t.Errorf("%s status after rotation: %v", u, st)
+		}
+	}
+	if !strings.Contains(a.stderr.String(), `seeds=[127.0.0.1:`+pb+`]`) {
+		t.Errorf("seeds reload not logged on a")
+	}
+	// Turning encryption off needs a restart: the reload is refused and logged.
+	write("a", nil, nil)
+	a.signal(syscall.SIGHUP)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(a.stderr.String(), "cannot be switched on or off by a reload") {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused reload not logged:\n%s", a.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, p := range []*proc{a, b} {
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(30 * time.Second); code != 0 {
+			t.Errorf("exit code %d", code)
+		}
+	}
+}
