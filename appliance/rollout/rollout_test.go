@@ -114,7 +114,7 @@ type fleetNode struct {
 	dir   string
 }
 
-func startFleetNode(t *testing.T, ctx context.Context, wg *sync.WaitGroup, id string, receive bool, seeds []string) *fleetNode {
+func startFleetNode(t testing.TB, ctx context.Context, wg *sync.WaitGroup, id string, receive bool, seeds []string) *fleetNode {
 	t.Helper()
 	reg, dir := newRegistry(t)
 	fn := &fleetNode{id: id, local: RegistryLocal(reg), dir: dir}
