@@ -413,7 +413,8 @@ func BenchmarkLatency(b *testing.B) {
 		var got atomic.Int64
 		go func() {
 			for i := 0; i < b.N; i++ {
-				lat[i] = now() - <-ch
+				sent := <-ch
+				lat[i] = now() - sent
 				got.Store(int64(i + 1))
 			}
 		}()

@@ -339,16 +339,18 @@ func TestShutdownCompletesBlockedClaims(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			time.Sleep(5 * time.Millisecond) // the producer is now waiting inside a claim
+			released := make(chan struct{})
 			go func() {
 				for {
 					select {
 					case h.gate <- struct{}{}:
-					case <-stopped:
+					case <-released:
 						return
 					}
 				}
 			}()
 			shutdown(t, d)
+			close(released)
 			<-stopped
 			if got := h.count.Load(); got != published.Load() {
 				t.Fatalf("published %d, processed %d", published.Load(), got)

@@ -314,19 +314,24 @@ func (d *Disruptor[T]) Halt() {
 }
 
 // Shutdown stops new claims (they get ErrHalted; claims already made still
-// complete), waits until every event published so far has been processed by
+// complete, including a claim blocked on a full ring), waits until every event published so far has been processed by
 // every handler, then halts the processors. If ctx ends first it halts
 // anyway (blocked producers then get ErrHalted) and returns an error saying
 // how far the slowest handler got.
+//
+// With a single-producer ring, a claim that is being filled while Shutdown
+// starts (ring not full) is invisible to it; stop the producer first, or
+// call Shutdown from the producer goroutine. Multi-producer claims are
+// always seen.
 func (d *Disruptor[T]) Shutdown(ctx context.Context) error {
 	d.ring.Close()
 	ticker := time.NewTicker(200 * time.Microsecond)
 	defer ticker.Stop()
 	var err error
 	for {
-		// Re-read the cursor: producers that claimed before Close may
+		// Re-read the target: producers that claimed before Close may
 		// still be publishing.
-		target := d.ring.Cursor()
+		target := d.ring.drainTarget()
 		if d.drained(target) {
 			break
 		}

@@ -115,6 +115,7 @@ func (p *BatchEventProcessor[T]) Run() error {
 func (p *BatchEventProcessor[T]) loop() error {
 	next := p.seq.Get() + 1
 	ws := p.ring.core.ws
+	relaxed := p.ring.core.relaxed
 	for {
 		available, err := p.barrier.WaitFor(next)
 		if err != nil {
@@ -161,8 +162,12 @@ func (p *BatchEventProcessor[T]) loop() error {
 			}
 			next = failed + 1
 		}
-		p.seq.Set(end)
-		ws.SignalAllWhenBlocking()
+		if relaxed {
+			p.seq.SetRelease(end)
+		} else {
+			p.seq.Set(end)
+			ws.SignalAllWhenBlocking()
+		}
 	}
 }
 

@@ -14,6 +14,8 @@ type RingBuffer[T any] struct {
 	entries  []T
 	mask     int64
 	seqr     sequencer
+	sp       *singleProducerSequencer // exactly one of sp and mp is set:
+	mp       *multiProducerSequencer  // the hot paths branch instead of an interface call
 	core     *sequencerCore
 	producer ProducerType
 	closed   atomic.Bool
@@ -39,14 +41,14 @@ func NewRingBuffer[T any](size int, factory func() T, producer ProducerType, ws 
 			r.entries[i] = factory()
 		}
 	}
-	core := sequencerCore{bufferSize: int64(size), ws: ws, cursor: NewSequence(InitialSequence), gating: &gating{}, closed: &r.closed, halted: &r.halted}
+	core := sequencerCore{bufferSize: int64(size), ws: ws, cursor: NewSequence(InitialSequence), gating: &gating{}, closed: &r.closed, halted: &r.halted, relaxed: isRelaxed(ws)}
 	switch producer {
 	case SingleProducer:
-		sp := &singleProducerSequencer{sequencerCore: core, nextValue: InitialSequence, cachedValue: InitialSequence}
-		r.seqr, r.core = sp, &sp.sequencerCore
+		sp := &singleProducerSequencer{sequencerCore: core, nextValue: InitialSequence, cachedValue: InitialSequence, pending: NewSequence(InitialSequence)}
+		r.seqr, r.sp, r.core = sp, sp, &sp.sequencerCore
 	case MultiProducer:
 		mp := newMultiProducerSequencer(core)
-		r.seqr, r.core = mp, &mp.sequencerCore
+		r.seqr, r.mp, r.core = mp, mp, &mp.sequencerCore
 	default:
 		return nil, fmt.Errorf("disruptor: unknown producer type %d", producer)
 	}
@@ -68,11 +70,26 @@ func (r *RingBuffer[T]) Get(seq int64) *T { return &r.entries[seq&r.mask] }
 
 // Next claims the next slot, waiting while the ring is full. It returns
 // ErrHalted once the ring is halted.
-func (r *RingBuffer[T]) Next() (int64, error) { return r.seqr.next(1) }
+func (r *RingBuffer[T]) Next() (int64, error) { return r.next(1) }
+
+func (r *RingBuffer[T]) next(n int64) (int64, error) {
+	if r.sp != nil {
+		return r.sp.next(n)
+	}
+	return r.mp.next(n)
+}
+
+func (r *RingBuffer[T]) publish(lo, hi int64) {
+	if r.sp != nil {
+		r.sp.publish(lo, hi)
+		return
+	}
+	r.mp.publish(lo, hi)
+}
 
 // NextN claims n consecutive slots and returns the highest; the lowest is
 // hi-n+1. It waits while the ring is full and returns ErrHalted once halted.
-func (r *RingBuffer[T]) NextN(n int64) (int64, error) { return r.seqr.next(n) }
+func (r *RingBuffer[T]) NextN(n int64) (int64, error) { return r.next(n) }
 
 // NextCtx claims n slots, waiting while the ring is full until ctx is done
 // (the context error is wrapped) or the ring is halted. It never claims a
@@ -88,14 +105,14 @@ func (r *RingBuffer[T]) TryNext() (int64, error) { return r.seqr.tryNext(1) }
 func (r *RingBuffer[T]) TryNextN(n int64) (int64, error) { return r.seqr.tryNext(n) }
 
 // Publish makes the claimed seq visible to consumers.
-func (r *RingBuffer[T]) Publish(seq int64) { r.seqr.publish(seq, seq) }
+func (r *RingBuffer[T]) Publish(seq int64) { r.publish(seq, seq) }
 
 // PublishRange makes the claimed sequences lo..hi visible to consumers.
-func (r *RingBuffer[T]) PublishRange(lo, hi int64) { r.seqr.publish(lo, hi) }
+func (r *RingBuffer[T]) PublishRange(lo, hi int64) { r.publish(lo, hi) }
 
 // PublishEvent claims a slot, lets fill write the entry, and publishes it.
 func (r *RingBuffer[T]) PublishEvent(fill func(e *T, seq int64)) error {
-	seq, err := r.seqr.next(1)
+	seq, err := r.next(1)
 	if err != nil {
 		return err
 	}
@@ -106,7 +123,7 @@ func (r *RingBuffer[T]) PublishEvent(fill func(e *T, seq int64)) error {
 // PublishEvents claims n slots, calls fill for each in order, and publishes
 // them together.
 func (r *RingBuffer[T]) PublishEvents(n int64, fill func(e *T, seq int64)) error {
-	hi, err := r.seqr.next(n)
+	hi, err := r.next(n)
 	if err != nil {
 		return err
 	}
@@ -139,7 +156,7 @@ func (r *RingBuffer[T]) TryPublishEvents(n int64, fill func(e *T, seq int64)) er
 // translateAndPublish publishes even if fill panics, so that consumers never
 // wait forever on a claimed slot; the panic then continues.
 func (r *RingBuffer[T]) translateAndPublish(lo, hi int64, fill func(e *T, seq int64)) {
-	defer r.seqr.publish(lo, hi)
+	defer r.publish(lo, hi)
 	for seq := lo; seq <= hi; seq++ {
 		fill(&r.entries[seq&r.mask], seq)
 	}
@@ -147,6 +164,18 @@ func (r *RingBuffer[T]) translateAndPublish(lo, hi int64, fill func(e *T, seq in
 
 // IsAvailable reports whether seq has been published and not yet wrapped.
 func (r *RingBuffer[T]) IsAvailable(seq int64) bool { return r.seqr.isAvailable(seq) }
+
+// drainTarget is the highest sequence a drain must wait for: the cursor,
+// or for a single producer blocked on a full ring, its pending claim.
+func (r *RingBuffer[T]) drainTarget() int64 {
+	c := r.core.cursor.Get()
+	if r.sp != nil {
+		if p := r.sp.pending.Get(); p > c {
+			return p
+		}
+	}
+	return c
+}
 
 // Cursor returns the producer cursor: the highest published sequence for a
 // single-producer ring, the highest claimed one for a multi-producer ring.

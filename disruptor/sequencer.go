@@ -106,6 +106,21 @@ type sequencerCore struct {
 	// that are waiting for capacity (Halt).
 	closed *atomic.Bool
 	halted *atomic.Bool
+	// relaxed is true when the wait strategy never parks, so publishing
+	// needs no signal and the cursor may be stored with release semantics
+	// only (see Sequence.SetRelease). Parking strategies need the
+	// sequentially consistent store: their no-lost-wake-up argument is a
+	// store followed by a load on each side.
+	relaxed bool
+}
+
+// nonParking is implemented by the built-in strategies that never park a
+// waiter, so their SignalAllWhenBlocking does nothing.
+type nonParking interface{ neverParks() }
+
+func isRelaxed(ws WaitStrategy) bool {
+	_, ok := ws.(nonParking)
+	return ok
 }
 
 // backoff is the producer-side wait used while the ring is full: spin, then
@@ -136,6 +151,9 @@ type singleProducerSequencer struct {
 	nextValue   int64
 	cachedValue int64
 	_           [CacheLinePad - 16]byte
+	// pending is the highest sequence claimed through the slow path (ring
+	// full); Shutdown drains up to it as well as to the cursor.
+	pending *Sequence
 }
 
 func (s *singleProducerSequencer) next(n int64) (int64, error) {
@@ -149,6 +167,17 @@ func (s *singleProducerSequencer) next(n int64) (int64, error) {
 	nextSeq := nextValue + n
 	wrapPoint := nextSeq - s.bufferSize
 	if cached := s.cachedValue; wrapPoint > cached || cached > nextValue {
+		// Slow path: the ring looks full. Announce the claim so that a
+		// concurrent Shutdown drains up to it, then re-check closed: the
+		// store and the load here pair with Close's store and Shutdown's
+		// load of pending (both sequentially consistent), so either this
+		// claim is refused or Shutdown waits for it.
+		if s.pending.Get() < nextSeq {
+			s.pending.Set(nextSeq)
+		}
+		if s.closed.Load() {
+			return 0, ErrHalted
+		}
 		var b backoff
 		var minSeq int64
 		for {
@@ -194,6 +223,10 @@ func (s *singleProducerSequencer) tryNext(n int64) (int64, error) {
 }
 
 func (s *singleProducerSequencer) publish(_, hi int64) {
+	if s.relaxed {
+		s.cursor.SetRelease(hi)
+		return
+	}
 	s.cursor.Set(hi)
 	s.ws.SignalAllWhenBlocking()
 }
@@ -303,7 +336,9 @@ func (m *multiProducerSequencer) publish(lo, hi int64) {
 	for seq := lo; seq <= hi; seq++ {
 		m.availableBuffer[seq&m.indexMask].Store(int32(seq >> m.indexShift))
 	}
-	m.ws.SignalAllWhenBlocking()
+	if !m.relaxed {
+		m.ws.SignalAllWhenBlocking()
+	}
 }
 
 func (m *multiProducerSequencer) isAvailable(seq int64) bool {

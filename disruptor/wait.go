@@ -80,6 +80,8 @@ func (*BusySpinWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGroup,
 // SignalAllWhenBlocking implements WaitStrategy; it does nothing.
 func (*BusySpinWaitStrategy) SignalAllWhenBlocking() {}
 
+func (*BusySpinWaitStrategy) neverParks() {}
+
 // YieldingWaitStrategy spins briefly, then yields the processor to other
 // goroutines between checks. Low latency, but keeps a core busy at idle.
 type YieldingWaitStrategy struct{ spinTries int }
@@ -108,6 +110,8 @@ func (y *YieldingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGrou
 
 // SignalAllWhenBlocking implements WaitStrategy; it does nothing.
 func (*YieldingWaitStrategy) SignalAllWhenBlocking() {}
+
+func (*YieldingWaitStrategy) neverParks() {}
 
 // SleepingWaitStrategy spins, then yields, then sleeps for short periods. A
 // compromise between latency and idle CPU.
@@ -147,22 +151,28 @@ func (s *SleepingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGrou
 // SignalAllWhenBlocking implements WaitStrategy; it does nothing.
 func (*SleepingWaitStrategy) SignalAllWhenBlocking() {}
 
+func (*SleepingWaitStrategy) neverParks() {}
+
 // parker is the shared mutex/condition machinery of the blocking strategies.
-// waiters counts goroutines that may be parked, so that signalling costs one
-// atomic load when nobody waits. No wake-up is lost: a waiter registers
-// before its final check of the condition (under the lock), and a signaller
-// makes the condition true before it reads waiters; both are sequentially
-// consistent atomics, so at least one of them sees the other.
+// signalNeeded is raised by a waiter before each final check of its
+// condition and lowered by the first signaller that sees it, so a producer
+// publishing into a busy ring pays one atomic load, and a burst of publishes
+// while a consumer wakes up pays for one broadcast, not one per publish.
+// No wake-up is lost: the waiter raises the flag and then checks the
+// condition under the lock; the signaller makes the condition true and then
+// swaps the flag. Both are sequentially consistent atomics, so either the
+// waiter sees the condition or the signaller sees the flag and broadcasts,
+// under the lock, after the waiter has started waiting.
 type parker struct {
-	waiters atomic.Int32
-	mu      sync.Mutex
-	cond    sync.Cond
+	signalNeeded atomic.Bool
+	mu           sync.Mutex
+	cond         sync.Cond
 }
 
 func (p *parker) init() { p.cond.L = &p.mu }
 
 func (p *parker) signal() {
-	if p.waiters.Load() > 0 {
+	if p.signalNeeded.Load() && p.signalNeeded.Swap(false) {
 		p.mu.Lock()
 		p.cond.Broadcast()
 		p.mu.Unlock()
@@ -172,8 +182,6 @@ func (p *parker) signal() {
 // park waits under the lock until deps reach seq, an alert fires, or
 // deadline passes (zero deadline: no timeout).
 func (p *parker) park(seq int64, deps SequenceGroup, alert Alerter, deadline time.Time) (int64, error) {
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
 	var timer *time.Timer
 	if !deadline.IsZero() {
 		timer = time.AfterFunc(time.Until(deadline), func() {
@@ -186,6 +194,7 @@ func (p *parker) park(seq int64, deps SequenceGroup, alert Alerter, deadline tim
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
+		p.signalNeeded.Store(true)
 		if v := deps.Get(); v >= seq {
 			return v, nil
 		}

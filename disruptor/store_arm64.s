@@ -1,0 +1,11 @@
+//go:build arm64 && !race
+
+#include "textflag.h"
+
+// func storeRelease(addr *int64, v int64)
+// STLR is a store-release: earlier loads and stores complete before it.
+TEXT ·storeRelease(SB), NOSPLIT, $0-16
+	MOVD addr+0(FP), R0
+	MOVD v+8(FP), R1
+	STLR R1, (R0)
+	RET

@@ -1,0 +1,8 @@
+//go:build !(amd64 || arm64) || race
+
+package disruptor
+
+// SetRelease stores v with release semantics only: cheaper than Set (no
+// full fence) where the architecture allows, correct when one goroutine
+// writes the sequence and others read it with Get. On this build it is Set.
+func (s *Sequence) SetRelease(v int64) { s.v.Store(v) }
