@@ -338,3 +338,35 @@ func TestClusterRolloutBetweenAppliances(t *testing.T) {
 		t.Error("rollout metric missing")
 	}
 }
+
+// TestClusterFiveAppliancesConverge: five appliances, each seeded with the
+// first one's API address, all see five alive members.
+func TestClusterFiveAppliancesConverge(t *testing.T) {
+	first := start(t, clusterConfig(t, "five-0"))
+	nodes := []*node{first}
+	for i := 1; i < 5; i++ {
+		nodes = append(nodes, start(t, clusterConfig(t, "five-"+strconv.Itoa(i), first.apiAddr())))
+	}
+	begin := time.Now()
+	for _, n := range nodes {
+		poll(t, 30*time.Second, n.a.Config().Node.ID+" sees five alive", func() bool { return allAlive(n, 5) })
+	}
+	t.Logf("five appliances converged %s after the last one was ready", time.Since(begin).Round(time.Millisecond))
+}
+
+// TestClusterReadinessWaitsForSeeds: with a seed that does not answer, the
+// node is not ready (cluster check "waiting to join seeds") until the
+// bounded wait ends.
+func TestClusterReadinessWaitsForSeeds(t *testing.T) {
+	// A port nobody listens on: neither the HTTP lookup nor gossip answers.
+	cfg := clusterConfig(t, "lonely", net.JoinHostPort("127.0.0.1", strconv.Itoa(freeGossipPort(t))))
+	n := start(t, cfg)
+	r := n.do("GET", "/readyz", nil)
+	wantCode(t, r, 503)
+	if !strings.Contains(string(r.body), `"name":"cluster","ok":false,"detail":"waiting to join seeds`) {
+		t.Errorf("readyz while waiting: %s", r.body)
+	}
+	if st := n.do("GET", "/api/v1/cluster/status", nil).json(t); st["ready"] != false || st["joined"] != false {
+		t.Errorf("status while waiting: %v", st)
+	}
+}
