@@ -349,3 +349,86 @@ func TestRetentionFromTOML(t *testing.T) {
 		}
 	})
 }
+
+// gatedSync blocks segment fsyncs while a gate is armed (a slow disk), on
+// real files, and counts them.
+type gatedSync struct {
+	journal.File
+	g *syncGate
+}
+
+type syncGate struct {
+	armed   atomic.Bool
+	entered chan struct{} // receives once when an armed fsync starts waiting
+	release chan struct{}
+	syncs   atomic.Int64
+}
+
+func (f gatedSync) Sync() error {
+	f.g.syncs.Add(1)
+	if f.g.armed.CompareAndSwap(true, false) {
+		f.g.entered <- struct{}{}
+		<-f.g.release
+	}
+	return f.File.Sync()
+}
+
+// TestGroupCommitSharesFsync: requests that arrive while the journal is in
+// an fsync are committed together with one write and one fsync. Request A
+// is held in its fsync; 63 single-event ack=durable requests arrive
+// meanwhile; when A's fsync returns, all 63 go out in the next commit and
+// fsync, and every request is acknowledged durable.
+func TestGroupCommitSharesFsync(t *testing.T) {
+	g := &syncGate{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	opener := func(name string, flag int, perm os.FileMode) (journal.File, error) {
+		f, err := journal.OSOpener(name, flag, perm)
+		if err != nil || !strings.HasSuffix(name, ".seg") {
+			return f, err
+		}
+		return gatedSync{File: f, g: g}, nil
+	}
+	n := start(t, testConfig(t), func(o *options) { o.opener = opener })
+	wantCode(t, n.postJSON("/api/v1/events?ack=durable", `{"data":"first"}`), 200) // creates the segment
+
+	g.armed.Store(true)
+	type answer struct {
+		code int
+		body string
+	}
+	answers := make(chan answer, 64)
+	post := func(i int) {
+		r := n.postJSON("/api/v1/events?ack=durable", fmt.Sprintf(`{"data":%d}`, i))
+		answers <- answer{r.code, string(r.body)}
+	}
+	go post(0)
+	<-g.entered // the journal is now inside A's fsync
+	st0 := n.a.journal.Stats()
+	syncs0 := g.syncs.Load()
+	for i := 1; i < 64; i++ {
+		go post(i)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for n.a.Pipeline().Status().EventsIn < 65 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d events published", n.a.Pipeline().Status().EventsIn)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(g.release)
+	for range 64 {
+		a := <-answers
+		if a.code != 200 || !strings.Contains(a.body, `"ack":"durable"`) {
+			t.Errorf("answer %d %s", a.code, a.body)
+		}
+	}
+	st := n.a.journal.Stats()
+	if c := st.Commits - st0.Commits; c != 1 {
+		t.Errorf("%d commits for the 63 requests that waited, want 1 (one group commit)", c)
+	}
+	if s := g.syncs.Load() - syncs0; s != 1 {
+		t.Errorf("%d segment fsyncs for the 63 requests that waited, want 1", s)
+	}
+	if st.Durable != 64 {
+		t.Errorf("durable %d, want 64", st.Durable)
+	}
+}
