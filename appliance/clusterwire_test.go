@@ -226,8 +226,8 @@ func TestClusterReloadKeyringAndSeeds(t *testing.T) {
 		}
 	}
 	st := a.a.ClusterNode().Status()
-	if !st.Encrypted || st.Keys != 1 {
-		t.Errorf("after rotation: encrypted %v, %d keys", st.Encrypted, st.Keys)
+	if !st.Encrypted || st.Keys != 1 || st.DecryptFailures != 0 {
+		t.Errorf("after rotation: encrypted %v, %d keys, %d decrypt failures", st.Encrypted, st.Keys, st.DecryptFailures)
 	}
 	// Still whole a while after the old key is gone, and k1 is refused now.
 	time.Sleep(time.Second)
