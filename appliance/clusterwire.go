@@ -167,11 +167,12 @@ func (w *clusterWire) start() error {
 	cfg := w.a.Config()
 	if l := w.a.moduleStore(); l != nil {
 		ro, err := rollout.New(rollout.Options{
-			Local:   l,
-			Cluster: w.node,
-			Fetcher: &rollout.Fetcher{TokenFunc: w.a.rolloutToken},
-			Receive: cfg.Cluster.Rollout,
-			Logger:  w.a.log,
+			Local:     l,
+			Cluster:   w.node,
+			Fetcher:   &rollout.Fetcher{TokenFunc: w.a.rolloutToken},
+			Receive:   cfg.Cluster.Rollout,
+			Logger:    w.a.log,
+			StateFile: filepath.Join(w.a.lock.Dir(), "cluster", rollout.StateFileName),
 		})
 		if err != nil {
 			return fmt.Errorf("appliance: %w", err)

@@ -68,7 +68,12 @@ func sum(b []byte) string {
 // the WAT module loads at once).
 func newRegistry(t testing.TB) (*wasmhost.Registry, string) {
 	t.Helper()
-	dir := t.TempDir()
+	return newRegistryAt(t, t.TempDir())
+}
+
+// newRegistryAt is a registry over dir with the modules already there loaded.
+func newRegistryAt(t testing.TB, dir string) (*wasmhost.Registry, string) {
+	t.Helper()
 	host, err := wasmhost.NewHost(wasmhost.HostConfig{Interpreter: true, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +87,9 @@ func newRegistry(t testing.TB) (*wasmhost.Registry, string) {
 		_ = reg.Close(ctx)
 		_ = host.Close(ctx)
 	})
+	if err := reg.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return reg, dir
 }
 

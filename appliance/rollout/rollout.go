@@ -8,11 +8,10 @@
 //
 // # Which changes are followed
 //
-// Rollout follows changes, not states: the first module set seen from a peer
-// (after this node starts, or when the peer first appears) is only recorded.
-// Each later announcement is compared with the previous one from the same
-// peer, and a change is applied only when this node is where the peer was
-// before it ("compare and swap"):
+// Rollout follows changes, not states: the first module set ever seen from a
+// peer is only recorded. Each later announcement is compared with the previous
+// one from the same peer, and a change is applied only when this node is where
+// the peer was before it ("compare and swap"):
 //
 //   - added on the peer (name new in its set): installed when this node has no
 //     module of that name;
@@ -24,8 +23,10 @@
 // nodes changed the same module concurrently, or this node was changed by
 // hand. Without an order of versions across nodes this is what keeps an old
 // node that comes back from rolling the fleet back, and concurrent changes
-// from flapping. A node that joins later does not receive modules installed
-// before it joined.
+// from flapping. The last set seen from each peer is kept in
+// Options.StateFile, so changes made while this node was down are followed
+// when it comes back; a node that joins for the first time does not receive
+// modules installed before it joined.
 //
 // A download whose sha256 is not the announced one is refused (logged,
 // counted as rejected, not retried); other failures are retried a few times.
@@ -76,6 +77,9 @@ type Options struct {
 	Receive bool
 	// Logger (nil: discard).
 	Logger *slog.Logger
+	// StateFile, if set, keeps the last module set seen from each peer across
+	// restarts (e.g. <data_dir>/cluster/rollout-seen.json).
+	StateFile string
 	// Resync is how often the local module set is compared with the last
 	// announcement (default 2s); LocalChanged announces at once.
 	Resync time.Duration
@@ -155,11 +159,17 @@ func New(o Options) (*Rollout, error) {
 	if o.RetryDelay <= 0 {
 		o.RetryDelay = 2 * time.Second
 	}
-	return &Rollout{
+	r := &Rollout{
 		o: o, log: o.Logger.With("component", "rollout"),
 		pending: map[string][]cluster.ModuleInfo{}, wakeCh: make(chan struct{}, 1), localCh: make(chan struct{}, 1),
 		seen: map[string]map[string]cluster.ModuleInfo{}, announced: "-",
-	}, nil
+	}
+	seen, err := loadState(o.StateFile)
+	if err != nil {
+		r.log.Warn("rollout: ignoring unreadable state; peers' current module sets become the baseline", "err", err)
+	}
+	r.seen = seen
+	return r, nil
 }
 
 // OnModulesChanged is the cluster's Options.OnModulesChanged: it queues the
@@ -242,10 +252,12 @@ func (r *Rollout) processPending(ctx context.Context) {
 	pending := r.pending
 	r.pending = map[string][]cluster.ModuleInfo{}
 	r.mu.Unlock()
+	changed := false
 	for _, peer := range slices.Sorted(maps.Keys(pending)) {
 		next := index(pending[peer])
 		prev, known := r.seen[peer]
 		r.seen[peer] = next
+		changed = changed || !known || !maps.Equal(prev, next)
 		if !known {
 			r.log.Debug("first module set of peer recorded (changes after this are followed)", "peer", peer, "modules", len(next))
 			continue
@@ -255,6 +267,11 @@ func (r *Rollout) processPending(ctx context.Context) {
 		}
 		for _, o := range diff(prev, next) {
 			r.apply(ctx, peer, o, 1)
+		}
+	}
+	if changed && r.o.StateFile != "" {
+		if err := saveState(r.o.StateFile, r.seen); err != nil {
+			r.log.Error("rollout: state not saved", "err", err)
 		}
 	}
 	r.announce()

@@ -3,6 +3,8 @@ package rollout
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -106,18 +108,27 @@ func TestDiff(t *testing.T) {
 // fleetNode is one real cluster node with a real wasmhost registry, a real
 // loopback HTTP server serving its modules, and a Rollout.
 type fleetNode struct {
-	id    string
-	node  *cluster.Node
-	local Local
-	ro    *Rollout
-	srv   *moduleServer
-	dir   string
+	id     string
+	node   *cluster.Node
+	local  Local
+	ro     *Rollout
+	srv    *moduleServer
+	dir    string
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func startFleetNode(t testing.TB, ctx context.Context, wg *sync.WaitGroup, id string, receive bool, seeds []string) *fleetNode {
 	t.Helper()
-	reg, dir := newRegistry(t)
-	fn := &fleetNode{id: id, local: RegistryLocal(reg), dir: dir}
+	return startFleetNodeAt(t, ctx, wg, id, receive, seeds, t.TempDir(), "")
+}
+
+// startFleetNodeAt runs a fleet node over modules directory dir (its modules
+// loaded) with rollout state in stateFile ("" for none).
+func startFleetNodeAt(t testing.TB, ctx context.Context, wg *sync.WaitGroup, id string, receive bool, seeds []string, dir, stateFile string) *fleetNode {
+	t.Helper()
+	reg, _ := newRegistryAt(t, dir)
+	fn := &fleetNode{id: id, local: RegistryLocal(reg), dir: dir, done: make(chan struct{})}
 	fn.srv = newModuleServer(t, dir, "fleet-admin")
 	opts := fastCluster(id)
 	opts.Seeds = seeds
@@ -131,7 +142,8 @@ func startFleetNode(t testing.TB, ctx context.Context, wg *sync.WaitGroup, id st
 	}
 	fn.node = n
 	fn.ro, err = New(Options{Local: fn.local, Cluster: n, Fetcher: &Fetcher{Token: "fleet-admin", Timeout: 5 * time.Second},
-		Receive: receive, Logger: testLogger().With("node", id), Resync: 100 * time.Millisecond, RetryDelay: 200 * time.Millisecond})
+		Receive: receive, Logger: testLogger().With("node", id), Resync: 100 * time.Millisecond, RetryDelay: 200 * time.Millisecond,
+		StateFile: stateFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,12 +151,23 @@ func startFleetNode(t testing.TB, ctx context.Context, wg *sync.WaitGroup, id st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Close() })
+	rctx, cancel := context.WithCancel(ctx)
+	fn.cancel = cancel
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		fn.ro.Run(ctx)
+		defer close(fn.done)
+		fn.ro.Run(rctx)
 	}()
 	return fn
+}
+
+// stop leaves the cluster and stops the node's rollout and gossip.
+func (fn *fleetNode) stop() {
+	fn.cancel()
+	<-fn.done
+	_ = fn.node.Leave(time.Second)
+	_ = fn.node.Close()
 }
 
 // TestFleetRollout: a module added on one node reaches the opted-in nodes
@@ -286,4 +309,116 @@ func TestNewNeedsParts(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Fatal("New without Local and Cluster succeeded")
 	}
+}
+
+// TestChangeWhileDownFollowed: a node that was down while a peer replaced a
+// module takes the new version when it comes back (its last-seen sets are
+// persisted), while a node with no history only records the baseline.
+func TestChangeWhileDownFollowed(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	src := startFleetNode(t, ctx, &wg, "src", false, nil)
+	seeds := []string{src.node.GossipAddr()}
+	dir, state := t.TempDir(), filepath.Join(t.TempDir(), "cluster", StateFileName)
+	dst := startFleetNodeAt(t, ctx, &wg, "dst", true, seeds, dir, state)
+	eventually(t, 15*time.Second, "first sets known", func() bool {
+		_, ok := dst.node.Modules("src")
+		return ok
+	})
+	time.Sleep(300 * time.Millisecond)
+	wasm := counterWasm(t)
+	if err := src.local.Install(ctx, "counter", manifestFor("counter", "1.0.0"), wasm); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "v1 on dst", func() bool { return hasModule(dst.local, "counter", sum(wasm)) })
+	dst.stop()
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("state file: %v", err)
+	}
+
+	// While dst is down, src replaces the module.
+	v2 := withCustomSection(wasm, "v2")
+	if err := src.local.Install(ctx, "counter", manifestFor("counter", "2.0.0"), v2); err != nil {
+		t.Fatal(err)
+	}
+	src.ro.LocalChanged()
+	eventually(t, 10*time.Second, "src announces v2", func() bool {
+		m, ok := src.node.Modules("src")
+		return ok && len(m) == 1 && m[0].SHA256 == sum(v2)
+	})
+
+	// dst comes back (same modules directory and state, a new process-like node).
+	dst2 := startFleetNodeAt(t, ctx, &wg, "dst", true, seeds, dir, state)
+	if !hasModule(dst2.local, "counter", sum(wasm)) {
+		t.Fatalf("dst restarted without its v1: %s", names(dst2.local.List()))
+	}
+	eventually(t, 20*time.Second, "v2 on the restarted dst", func() bool { return hasModule(dst2.local, "counter", sum(v2)) })
+
+	// A node with no history records src's set as its baseline: nothing installed.
+	fresh := startFleetNodeAt(t, ctx, &wg, "fresh", true, seeds, t.TempDir(), filepath.Join(t.TempDir(), StateFileName))
+	eventually(t, 15*time.Second, "fresh knows src's set", func() bool {
+		_, ok := fresh.node.Modules("src")
+		return ok
+	})
+	time.Sleep(500 * time.Millisecond)
+	if len(fresh.local.List()) != 0 || fresh.ro.Stats().Installed != 0 {
+		t.Errorf("fresh node installed modules from before it joined: %s", names(fresh.local.List()))
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", StateFileName)
+	a := cluster.ModuleInfo{Name: "a", Version: "1", SHA256: strings.Repeat("a", 64)}
+	seen := map[string]map[string]cluster.ModuleInfo{"p1": index([]cluster.ModuleInfo{a}), "p2": {}}
+	if err := saveState(path, seen); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["p1"]["a"] != a || len(got["p2"]) != 0 {
+		t.Errorf("loaded %v", got)
+	}
+	if got, err := loadState(filepath.Join(t.TempDir(), "absent.json")); err != nil || len(got) != 0 {
+		t.Errorf("missing file: %v %v", got, err)
+	}
+	for _, bad := range []string{``, `{`, `{"version":2,"peers":{}}`, `{"version":1,"peers":{"":[]}}`,
+		`{"version":1,"peers":{"p":[{"name":"","sha256":""}]}}`, `{"version":1,"peers":{},"x":1}`, `{"version":1} {}`} {
+		if _, err := ParseState([]byte(bad)); err == nil {
+			t.Errorf("ParseState(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseState(f *testing.F) {
+	f.Add([]byte(`{"version":1,"peers":{"p":[{"name":"a","version":"1","sha256":"` + strings.Repeat("0", 64) + `"}]}}`))
+	f.Add([]byte(`{"version":1,"peers":{}}`))
+	f.Add([]byte(`{"version":1}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		peers, err := ParseState(b)
+		if err != nil {
+			return
+		}
+		// What parses survives a save and load unchanged.
+		seen := map[string]map[string]cluster.ModuleInfo{}
+		for p, mods := range peers {
+			seen[p] = index(mods)
+		}
+		path := filepath.Join(t.TempDir(), StateFileName)
+		if err := saveState(path, seen); err != nil {
+			t.Fatal(err)
+		}
+		got, err := loadState(path)
+		if err != nil {
+			t.Fatalf("reload of saved state: %v", err)
+		}
+		if len(got) != len(seen) {
+			t.Fatalf("%d peers after round trip, want %d", len(got), len(seen))
+		}
+	})
 }
