@@ -3,6 +3,7 @@ package disruptor
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 )
@@ -116,6 +117,7 @@ func (p *BatchEventProcessor[T]) loop() error {
 	next := p.seq.Get() + 1
 	ws := p.ring.core.ws
 	relaxed := p.ring.core.relaxed
+	idle := 0
 	for {
 		available, err := p.barrier.WaitFor(next)
 		if err != nil {
@@ -140,8 +142,19 @@ func (p *BatchEventProcessor[T]) loop() error {
 			}
 		}
 		if available < next {
+			// Claimed but not yet published: the producer is writing the
+			// slot. Back off so as not to keep stealing the cursor's cache
+			// line from the producers.
+			idle++
+			if idle < 64 {
+				spinPause()
+			} else {
+				idle = 0
+				runtime.Gosched()
+			}
 			continue
 		}
+		idle = 0
 		end := available
 		if end-next >= p.maxBatch {
 			end = next + p.maxBatch - 1

@@ -128,6 +128,29 @@ func isRelaxed(ws WaitStrategy) bool {
 // halted.
 type backoff struct{ n int }
 
+// waitCapacity is one round of a producer's wait for wrapPoint to be
+// consumed: spin, then yield, then park on the wait strategy when it parks
+// (consumers signal progress), else sleep briefly.
+func (b *backoff) waitCapacity(c *sequencerCore, def, wrapPoint int64) error {
+	if c.halted.Load() {
+		return ErrHalted
+	}
+	b.n++
+	switch {
+	case b.n < 64:
+		spinPause()
+	case b.n < 128:
+		runtime.Gosched()
+	default:
+		if cp, ok := c.ws.(capacityParker); ok {
+			cp.parkForCapacity(c.gating, def, wrapPoint, c.halted)
+		} else {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	return nil
+}
+
 func (b *backoff) wait(halted *atomic.Bool) error {
 	if halted.Load() {
 		return ErrHalted
@@ -185,7 +208,7 @@ func (s *singleProducerSequencer) next(n int64) (int64, error) {
 			if wrapPoint <= minSeq {
 				break
 			}
-			if err := b.wait(s.halted); err != nil {
+			if err := b.waitCapacity(&s.sequencerCore, nextValue, wrapPoint); err != nil {
 				return 0, err
 			}
 		}
@@ -293,7 +316,7 @@ func (m *multiProducerSequencer) next(n int64) (int64, error) {
 			// acceptable because a halted ring is never consumed again.
 			// Shutdown only closes the ring, so claims already made get
 			// their capacity as the consumers drain.
-			if err := b.wait(m.halted); err != nil {
+			if err := b.waitCapacity(&m.sequencerCore, current, wrapPoint); err != nil {
 				return 0, err
 			}
 		}

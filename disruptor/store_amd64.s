@@ -11,3 +11,11 @@ TEXT ·storeRelease(SB), NOSPLIT, $0-16
 	MOVQ v+8(FP), BX
 	MOVQ BX, (AX)
 	RET
+
+// func spinPause()
+// PAUSE tells the core it is in a spin-wait loop: it stops the loop from
+// flooding the memory system with reads of the line the producer is about
+// to write, and frees resources for a hyper-thread sibling.
+TEXT ·spinPause(SB), NOSPLIT, $0-0
+	PAUSE
+	RET

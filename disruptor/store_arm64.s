@@ -9,3 +9,8 @@ TEXT ·storeRelease(SB), NOSPLIT, $0-16
 	MOVD v+8(FP), R1
 	STLR R1, (R0)
 	RET
+
+// func spinPause()
+TEXT ·spinPause(SB), NOSPLIT, $0-0
+	YIELD
+	RET

@@ -19,3 +19,6 @@ func storeRelease(addr *int64, v int64)
 func (s *Sequence) SetRelease(v int64) {
 	storeRelease((*int64)(unsafe.Pointer(&s.v)), v)
 }
+
+// spinPause is the CPU's spin-wait hint (PAUSE, YIELD).
+func spinPause()

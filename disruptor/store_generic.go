@@ -6,3 +6,6 @@ package disruptor
 // full fence) where the architecture allows, correct when one goroutine
 // writes the sequence and others read it with Get. On this build it is Set.
 func (s *Sequence) SetRelease(v int64) { s.v.Store(v) }
+
+// spinPause is the CPU's spin-wait hint; none on this build.
+func spinPause() {}

@@ -74,6 +74,7 @@ func (*BusySpinWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGroup,
 		if err := alert.CheckAlert(); err != nil {
 			return 0, err
 		}
+		spinPause()
 	}
 }
 
@@ -102,6 +103,7 @@ func (y *YieldingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGrou
 		}
 		if counter > 0 {
 			counter--
+			spinPause()
 		} else {
 			runtime.Gosched()
 		}
@@ -167,9 +169,56 @@ type parker struct {
 	signalNeeded atomic.Bool
 	mu           sync.Mutex
 	cond         sync.Cond
+	// tick re-checks parked producers now and then, for gating sequences
+	// that are advanced by hand (AddGatingSequences) rather than by a
+	// processor or poller, which signal.
+	tick *time.Timer
 }
 
-func (p *parker) init() { p.cond.L = &p.mu }
+func (p *parker) init() {
+	p.cond.L = &p.mu
+	p.tick = time.AfterFunc(time.Hour, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	p.tick.Stop()
+}
+
+// parkForCapacity parks a producer until the slowest gating sequence
+// reaches wrapPoint or the ring is halted. Consumers signal after each
+// batch, so the producer wakes as soon as there is room; the tick bounds
+// the wait when no consumer signals.
+func (p *parker) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		p.signalNeeded.Store(true)
+		if halted.Load() || g.min(def) >= wrapPoint {
+			return
+		}
+		p.tick.Reset(time.Millisecond)
+		p.cond.Wait()
+	}
+}
+
+// capacityParker is implemented by the parking strategies: producers
+// blocked on a full ring park on the same condition as the consumers.
+type capacityParker interface {
+	parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool)
+}
+
+func (b *BlockingWaitStrategy) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
+	b.p.parkForCapacity(g, def, wrapPoint, halted)
+}
+
+func (l *LiteBlockingWaitStrategy) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
+	l.p.parkForCapacity(g, def, wrapPoint, halted)
+}
+
+func (t *TimeoutBlockingWaitStrategy) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
+	t.p.parkForCapacity(g, def, wrapPoint, halted)
+}
 
 func (p *parker) signal() {
 	if p.signalNeeded.Load() && p.signalNeeded.Swap(false) {
