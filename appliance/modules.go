@@ -62,6 +62,7 @@ type wasmStage struct {
 	outs      *outputRing
 
 	ckptEvery time.Duration
+	ckptMu    sync.Mutex // lastCkpt: the stage and the final checkpoint at close
 	lastCkpt  time.Time
 	ckptSeq   atomic.Int64
 	ckptErrs  atomic.Uint64
@@ -221,8 +222,13 @@ func (w *wasmStage) endBatch(seq int64) {
 		w.notifyCh = make(chan struct{})
 		w.notifyMu.Unlock()
 	}
-	if w.j != nil && time.Since(w.lastCkpt) >= w.ckptEvery {
-		w.checkpoint(seq)
+	if w.j != nil {
+		w.ckptMu.Lock()
+		due := time.Since(w.lastCkpt) >= w.ckptEvery
+		w.ckptMu.Unlock()
+		if due {
+			w.checkpoint(seq)
+		}
 	}
 }
 
@@ -230,6 +236,8 @@ func (w *wasmStage) endBatch(seq int64) {
 // appended so far is durable in its stream (so a crash after the checkpoint
 // cannot lose outputs of events the replay will skip).
 func (w *wasmStage) checkpoint(seq int64) {
+	w.ckptMu.Lock()
+	defer w.ckptMu.Unlock()
 	w.lastCkpt = time.Now()
 	if seq <= w.ckptSeq.Load() {
 		return
@@ -382,7 +390,6 @@ func (w *wasmStage) close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if w.j != nil {
-		w.lastCkpt = time.Time{}
 		w.checkpoint(w.processed.Load())
 	}
 	if err := w.streams.Close(); err != nil {
@@ -418,7 +425,9 @@ func (w *wasmStage) Expect() { w.recording.Add(1) }
 func (w *wasmStage) Done() { w.recording.Add(-1) }
 
 // WaitProcessed implements api.Processor: it returns once every event up
-// to seq went through the stage (woken by each batch end, no polling).
+// to seq went through the stage (woken by each batch end, no polling) and
+// their outputs are durable, readable in their streams (the streams fsync
+// every 10ms: the wait is on their durable sequences, not on the stage).
 func (w *wasmStage) WaitProcessed(ctx context.Context, seq int64) error {
 	w.waiters.Add(1)
 	defer w.waiters.Add(-1)
@@ -427,6 +436,9 @@ func (w *wasmStage) WaitProcessed(ctx context.Context, seq int64) error {
 		ch := w.notifyCh
 		w.notifyMu.Unlock()
 		if w.processed.Load() >= seq {
+			if err := w.streams.WaitDurable(ctx); err != nil {
+				return fmt.Errorf("waiting for the outputs of sequence %d to be stored: %w", seq, err)
+			}
 			return nil
 		}
 		select {

@@ -415,8 +415,11 @@ func (st *Stream) Last() int64 {
 // Durable is the last readable sequence (-1 when none).
 func (st *Stream) Durable() int64 { return st.j.Durable() }
 
-// Earliest is the oldest retained sequence (Durable()+1 when empty).
-func (st *Stream) Earliest() int64 { return st.j.Earliest() }
+// Earliest is the oldest retained sequence (Durable()+1 when nothing is
+// readable). Records appended but not yet durable do not count: the
+// journal's own Earliest already looks past them while the stream's first
+// segment is not written yet.
+func (st *Stream) Earliest() int64 { return min(st.j.Earliest(), st.j.Durable()+1) }
 
 // Appended counts records appended since the stream was opened.
 func (st *Stream) Appended() uint64 { return st.appended.Load() }
@@ -442,6 +445,9 @@ func (e *GoneError) Error() string {
 func (st *Stream) Read(from, to int64, limit int, fn func(*Record) error) (int64, error) {
 	if from < 0 || to < from || limit < 1 {
 		return from, fmt.Errorf("streams: invalid range from=%d to=%d limit=%d", from, to, limit)
+	}
+	if from > st.j.Durable() && from >= st.Earliest() {
+		return from, nil // nothing readable there yet
 	}
 	recs, err := st.j.ReadRange(from, to, limit)
 	if err != nil {
