@@ -31,7 +31,7 @@ import (
 var wasmTestCache = filepath.Join(os.TempDir(), "badbatch-appliance-test-wasm-cache")
 
 // copyModule copies the repo's modules/NAME.{wasm,toml} into dir.
-func copyModule(t *testing.T, dir, name string) {
+func copyModule(t testing.TB, dir, name string) {
 	t.Helper()
 	for _, ext := range []string{".wasm", ".toml"} {
 		b, err := os.ReadFile(filepath.Join("..", "modules", name+ext))
@@ -44,7 +44,7 @@ func copyModule(t *testing.T, dir, name string) {
 
 // writeFile writes dir/name atomically (temporary file, rename), as the
 // hot-reload contract asks of writers.
-func writeFile(t *testing.T, dir, name string, b []byte) {
+func writeFile(t testing.TB, dir, name string, b []byte) {
 	t.Helper()
 	tmp := filepath.Join(dir, "."+name+".tmp")
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
@@ -743,5 +743,37 @@ func TestRestartReplaysUnprocessedEvents(t *testing.T) {
 	_ = json.Unmarshal(r.body, &a)
 	if a.Sequence != late[4]+1 {
 		t.Errorf("new event got %d, want %d", a.Sequence, late[4]+1)
+	}
+}
+
+// TestReloadRescansModules: with hot reload off, SIGHUP's Reload loads new
+// modules and unloads removed ones.
+func TestReloadRescansModules(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Modules.HotReload = false
+	n := startNode(t, cfg)
+	copyModule(t, cfg.Modules.Dir, "wat-counter")
+	r := n.postJSON("/api/v1/events?ack=processed", `{"data":1}`)
+	if !strings.Contains(string(r.body), `"outputs":[]`) {
+		t.Fatalf("a module was loaded without reload or watcher: %s", r.body)
+	}
+	if err := n.a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r = n.postJSON("/api/v1/events?ack=processed", `{"data":2}`)
+	if !strings.Contains(string(r.body), `"module":"wat-counter"`) {
+		t.Errorf("after reload: %s", r.body)
+	}
+	for _, ext := range []string{".toml", ".wasm"} {
+		if err := os.Remove(filepath.Join(cfg.Modules.Dir, "wat-counter"+ext)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r = n.postJSON("/api/v1/events?ack=processed", `{"data":3}`)
+	if !strings.Contains(string(r.body), `"outputs":[]`) {
+		t.Errorf("after removal and reload: %s", r.body)
 	}
 }

@@ -1,0 +1,99 @@
+package appliance
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/badbatch/badbatch/config"
+)
+
+// BenchmarkPublishWithModules measures batch publishing (1000 events per
+// request, ack=memory, journal on, real fasthttp client on loopback) with
+// no module, with the repo's filter module (Go guest) and with the WAT
+// counter loaded. events/s counts until the WASM stage has processed every
+// event (not only until the ring took them), so a slow module shows.
+//
+//	go test -run='^$' -bench=PublishWithModules -benchtime=200x ./appliance/
+func BenchmarkPublishWithModules(b *testing.B) {
+	for _, mod := range []string{"none", "filter", "wat-counter"} {
+		b.Run(mod, func(b *testing.B) { benchModules(b, mod) })
+	}
+}
+
+func benchModules(b *testing.B, module string) {
+	cfg := config.Default()
+	cfg.Node.DataDir = b.TempDir()
+	cfg.Modules.Dir = b.TempDir()
+	cfg.Ring.BufferSize = 1 << 16
+	cfg.Ring.MaxEventSize = 256
+	cfg.API.MaxBatch = 1000
+	cfg.Log.Level = "error"
+	if module != "none" {
+		copyModule(b, cfg.Modules.Dir, module)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := New(cfg, slog.New(slog.DiscardHandler), WithListener(ln), WithWasmCacheDir(wasmTestCache))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if module != "none" && a.wasm.Modules() != 1 {
+		b.Fatalf("module %s not loaded", module)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	<-a.Ready()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	const batch = 1000
+	body := []byte("[" + strings.TrimSuffix(strings.Repeat(`{"data":{"level":"info","temp":21.5,"sensor":"s-17"}},`, batch), ",") + "]")
+	// A plain dialer: fasthttp's default one starts a process-wide cache
+	// cleaner goroutine that never ends (goleak).
+	client := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 64,
+		Dial: func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) }}
+	url := "http://" + ln.Addr().String() + "/api/v1/events?ack=memory"
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		req := fasthttp.AcquireRequest()
+		res := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(res)
+		req.SetRequestURI(url)
+		req.Header.SetMethod("POST")
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(body)
+		for pb.Next() {
+			if err := client.Do(req, res); err != nil {
+				b.Error(err)
+				return
+			}
+			if res.StatusCode() != 200 {
+				b.Errorf("status %d: %s", res.StatusCode(), res.Body())
+				return
+			}
+		}
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer wcancel()
+	if err := a.wasm.WaitProcessed(wctx, int64(b.N*batch)-1); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*batch)/elapsed.Seconds(), "events/s")
+}
