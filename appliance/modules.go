@@ -66,7 +66,8 @@ type wasmStage struct {
 	lastCkpt  time.Time
 	ckptSeq   atomic.Int64
 	ckptErrs  atomic.Uint64
-	failing   bool // streams failing to commit (log once per episode)
+	failing   bool   // streams failing (log once per episode)
+	appendErr uint64 // AppendErrors at the previous batch end
 	replayed  atomic.Int64
 }
 
@@ -167,7 +168,7 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 	}
 	if _, err := w.streams.Append(name, &out); err != nil && !w.failing {
 		w.failing = true
-		w.log.Error("output stream append failed; the WASM checkpoint stays behind so a restart replays these events", "stream", name, "err", err)
+		w.log.Error("output stream append failed (counted in badbatch_stream_append_errors_total; a failing stream journal holds the WASM checkpoint back)", "stream", name, "err", err)
 	}
 	if src >= 0 && w.recording.Load() > 0 {
 		w.outs.add(src, name, &out)
@@ -212,8 +213,11 @@ func (w *wasmStage) endBatch(seq int64) {
 			w.failing = true
 			w.log.Error("output stream commit failed; the WASM checkpoint stays behind so a restart replays these events", "err", err)
 		}
-	} else if w.failing && w.streams.AppendErrors() == 0 {
+	} else if n := w.streams.AppendErrors(); w.failing && n == w.appendErr {
 		w.failing = false
+		w.log.Info("output streams store outputs again")
+	} else {
+		w.appendErr = n
 	}
 	w.processed.Store(seq)
 	if w.waiters.Load() > 0 {

@@ -619,6 +619,12 @@ func TestModuleUploadAndDelete(t *testing.T) {
 	wantCode(t, n.do("PUT", "/api/v1/modules/wc", []byte(`{"manifest":"x"}`), append([]string{"Content-Type", "application/json"}, adm...)...), 400)
 	wantCode(t, n.do("PUT", "/api/v1/modules/wc", []byte(`{"manifest":"x","wasm":"%%%"}`), append([]string{"Content-Type", "application/json"}, adm...)...), 400)
 	wantCode(t, n.do("PUT", "/api/v1/modules/UP", body, append([]string{"Content-Type", ct}, adm...)...), 400)
+	r = n.do("PATCH", "/api/v1/modules/wc", nil, adm...)
+	wantCode(t, r, 405)
+	if allow := r.header.Get("Allow"); allow != "GET, PUT, DELETE, HEAD" {
+		t.Errorf("Allow %q", allow)
+	}
+	wantCode(t, n.do("PATCH", "/api/v1/streams/default/events", nil, adm...), 405)
 }
 
 // blocker holds the ring before the WASM stage (forever: the helper

@@ -353,3 +353,29 @@ func (s *Server) moduleManifest(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, "application/toml; charset=utf-8")
 	return c.Send(text)
 }
+
+// allowedMethods finds the methods registered for path, matching route
+// parameters (":name") against one path segment each.
+func allowedMethods(allowed map[string][]string, path string) ([]string, bool) {
+	if ms, ok := allowed[path]; ok {
+		return ms, true
+	}
+	segs := strings.Split(path, "/")
+	for route, ms := range allowed {
+		rs := strings.Split(route, "/")
+		if len(rs) != len(segs) {
+			continue
+		}
+		match := true
+		for i := range rs {
+			if !strings.HasPrefix(rs[i], ":") && rs[i] != segs[i] || strings.HasPrefix(rs[i], ":") && segs[i] == "" {
+				match = false
+				break
+			}
+		}
+		if match {
+			return ms, true
+		}
+	}
+	return nil, false
+}

@@ -250,7 +250,7 @@ func (s *Server) routes() {
 		allowed[r.Path] = append(allowed[r.Path], r.Method)
 	}
 	a.Use(func(c *fiber.Ctx) error {
-		if ms, ok := allowed[c.Path()]; ok {
+		if ms, ok := allowedMethods(allowed, c.Path()); ok {
 			allow := strings.Join(ms, ", ")
 			if slices.Contains(ms, "GET") {
 				allow += ", HEAD"
