@@ -67,6 +67,9 @@ type wasmStage struct {
 	ckptSeq   atomic.Int64
 	ckptErrs  atomic.Uint64
 	failing   bool   // streams failing (log once per episode)
+	now       int64  // clock reading of the running ring batch (0: none)
+	lastName  string // emit's last stream, to skip the set's lookup
+	lastSt    *streams.Stream
 	appendErr uint64 // AppendErrors at the previous batch end
 	replayed  atomic.Int64
 }
@@ -161,12 +164,26 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 	if o.Event != nil {
 		src = int64(o.Event.Seq)
 	}
+	ts := w.now
+	if ts == 0 {
+		ts = time.Now().UnixNano()
+	}
 	out := streams.Output{Kind: streams.Kind(o.Kind), Module: o.Module, Version: o.Version, Source: src,
-		Timestamp: time.Now().UnixNano(), Key: o.Key, Data: o.Data}
+		Timestamp: ts, Key: o.Key, Data: o.Data}
 	if o.Err != nil {
 		out.Err = o.Err.Error()
 	}
-	if _, err := w.streams.Append(name, &out); err != nil && !w.failing {
+	var err error
+	if w.lastSt == nil || name != w.lastName {
+		var st *streams.Stream
+		if st, err = w.streams.Ensure(name); err == nil {
+			w.lastName, w.lastSt = name, st
+		}
+	}
+	if err == nil {
+		_, err = w.streams.AppendTo(w.lastSt, &out)
+	}
+	if err != nil && !w.failing {
 		w.failing = true
 		w.log.Error("output stream append failed (counted in badbatch_stream_append_errors_total; a failing stream journal holds the WASM checkpoint back)", "stream", name, "err", err)
 	}
@@ -193,6 +210,9 @@ func (w *wasmStage) sink(o wasmhost.Output) {
 
 // OnEvent implements disruptor.EventHandler[event.Slot].
 func (w *wasmStage) OnEvent(e *event.Slot, seq int64, endOfBatch bool) error {
+	if w.now == 0 {
+		w.now = time.Now().UnixNano() // one clock reading per ring batch
+	}
 	if w.recording.Load() > 0 {
 		w.outs.reset(e.Seq)
 	}
@@ -208,6 +228,7 @@ func (w *wasmStage) OnEvent(e *event.Slot, seq int64, endOfBatch bool) error {
 // endBatch writes the batch's outputs, publishes the processed sequence
 // and, at most once per ckptEvery, saves the journal checkpoint.
 func (w *wasmStage) endBatch(seq int64) {
+	w.now = 0
 	if err := w.streams.Commit(); err != nil {
 		if !w.failing {
 			w.failing = true

@@ -96,4 +96,9 @@ func benchModules(b *testing.B, module string) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*batch)/elapsed.Seconds(), "events/s")
+	for _, st := range a.wasm.reg.Status() {
+		if st.Calls > 0 {
+			b.ReportMetric(float64(st.EventsIn)/float64(st.Calls), "events/call")
+		}
+	}
 }

@@ -309,6 +309,16 @@ func (s *Set) Append(name string, o *Output) (int64, error) {
 	return seq, err
 }
 
+// AppendTo appends o to st (a stream of this set), counting errors like
+// Append; it skips the lookup by name.
+func (s *Set) AppendTo(st *Stream, o *Output) (int64, error) {
+	seq, err := st.Append(o)
+	if err != nil {
+		s.appendErrors.Add(1)
+	}
+	return seq, err
+}
+
 // AppendErrors counts outputs that could not be appended.
 func (s *Set) AppendErrors() uint64 { return s.appendErrors.Load() }
 
