@@ -22,6 +22,7 @@ import (
 
 	"github.com/badbatch/badbatch/appliance/event"
 	"github.com/badbatch/badbatch/appliance/pipeline"
+	"github.com/badbatch/badbatch/appliance/streams"
 	"github.com/badbatch/badbatch/config"
 )
 
@@ -781,5 +782,57 @@ func TestReloadRescansModules(t *testing.T) {
 	r = n.postJSON("/api/v1/events?ack=processed", `{"data":3}`)
 	if !strings.Contains(string(r.body), `"outputs":[]`) {
 		t.Errorf("after removal and reload: %s", r.body)
+	}
+}
+
+// TestAggregatorTimerAndFlush: module timers run in the node (their
+// outputs land in the stream without a source), and a clean stop flushes
+// the modules' partial state into the streams before they close.
+func TestAggregatorTimerAndFlush(t *testing.T) {
+	cfg := testConfig(t)
+	wasm, err := os.ReadFile(filepath.Join("..", "modules", "aggregator.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfg.Modules.Dir, "aggregator.wasm", wasm)
+	writeFile(t, cfg.Modules.Dir, "aggregator.toml", []byte("name = \"aggregator\"\ntimer_interval = \"150ms\"\n[config]\nfield = \"value\"\n"))
+	n := startNode(t, cfg)
+	publishSeqs(t, n, `[{"data":{"value":1},"key":"a"},{"data":{"value":2},"key":"a"},{"data":{"value":3},"key":"a"}]`)
+	outs := n.waitStream("default", func(o []output) bool { return len(o) >= 1 })
+	if o := outs[0]; o.Module != "aggregator" || o.Source != nil || o.Key != "a" || string(o.Data) != `{"key":"a","count":3,"sum":6,"avg":2}` {
+		t.Errorf("timer output %+v %s", o, o.Data)
+	}
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Second node: no timer during the test; the stop must flush.
+	writeFile(t, cfg.Modules.Dir, "aggregator.toml", []byte("name = \"aggregator\"\ntimer_interval = \"1h\"\n[config]\nfield = \"value\"\n"))
+	n2 := startNode(t, cfg)
+	publishSeqs(t, n2, `[{"data":{"value":10},"key":"b"},{"data":{"value":20},"key":"b"}]`)
+	if err := n2.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(n2.logs.String(), "flush modules and close output streams") {
+		t.Error("no flush step logged")
+	}
+	set, err := streams.Open(streams.Options{Dir: filepath.Join(cfg.Node.DataDir, "streams"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	st, ok := set.Get("default")
+	if !ok {
+		t.Fatal("no default stream on disk")
+	}
+	var recs []string
+	if _, err := st.Read(0, 100, 100, func(r *streams.Record) error {
+		recs = append(recs, string(r.Key)+" "+string(r.Data))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[1] != `b {"key":"b","count":2,"sum":30,"avg":15}` {
+		t.Errorf("default stream after the flush: %q", recs)
 	}
 }
