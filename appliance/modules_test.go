@@ -836,3 +836,42 @@ func TestAggregatorTimerAndFlush(t *testing.T) {
 		t.Errorf("default stream after the flush: %q", recs)
 	}
 }
+
+// TestConcurrentProcessedAcks: concurrent ack=processed publishes each get
+// the outputs of their own events.
+func TestConcurrentProcessedAcks(t *testing.T) {
+	cfg := testConfig(t)
+	copyModule(t, cfg.Modules.Dir, "wat-counter")
+	n := startNode(t, cfg)
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 15 {
+				body := fmt.Sprintf(`[{"data":{"g":%d,"i":%d}},{"data":{"g":%d,"i":%d,"second":true}}]`, g, i, g, i)
+				r := n.postJSON("/api/v1/events?ack=processed", body)
+				if r.code != 200 {
+					t.Errorf("status %d %s", r.code, r.body)
+					return
+				}
+				var ans struct {
+					Results []struct {
+						Outputs []struct{ Data json.RawMessage } `json:"outputs"`
+					} `json:"results"`
+				}
+				if err := json.Unmarshal(r.body, &ans); err != nil {
+					t.Error(err)
+					return
+				}
+				want := []string{fmt.Sprintf(`{"g":%d,"i":%d}`, g, i), fmt.Sprintf(`{"g":%d,"i":%d,"second":true}`, g, i)}
+				for k, res := range ans.Results {
+					if len(res.Outputs) != 1 || string(res.Outputs[0].Data) != want[k] {
+						t.Errorf("request g=%d i=%d result %d: %s", g, i, k, r.body)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
