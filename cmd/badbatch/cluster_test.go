@@ -246,9 +246,14 @@ func TestSeedClusterExampleExactFlags(t *testing.T) {
 	}
 	host, _ := os.Hostname()
 	dir := t.TempDir()
-	p81 := startAt(t, dir, nil, "http://127.0.0.1:8081", "-p", "8081", "--cluster")
-	p82 := startAt(t, dir, nil, "http://127.0.0.1:8082", "-p", "8082", "--cluster", "--seed-nodes", "127.0.0.1:8081")
-	p80 := startAt(t, dir, nil, "http://127.0.0.1:8080", "-p", "8080", "--cluster", "--seed-nodes", "127.0.0.1:8081,127.0.0.1:8082")
+	// The flags are the seed's, verbatim. The environment pins the
+	// advertised gossip address to loopback: with the default bind of
+	// 0.0.0.0 a node advertises the machine's first private IPv4 address,
+	// and tests must keep their traffic on 127.0.0.0/8.
+	env := []string{"BADBATCH_CLUSTER_ADVERTISE_ADDR=127.0.0.1"}
+	p81 := startAt(t, dir, env, "http://127.0.0.1:8081", "-p", "8081", "--cluster")
+	p82 := startAt(t, dir, env, "http://127.0.0.1:8082", "-p", "8082", "--cluster", "--seed-nodes", "127.0.0.1:8081")
+	p80 := startAt(t, dir, env, "http://127.0.0.1:8080", "-p", "8080", "--cluster", "--seed-nodes", "127.0.0.1:8081,127.0.0.1:8082")
 	ids := []string{host + "-8080", host + "-8081", host + "-8082"}
 	urls := []string{"http://127.0.0.1:8080", "http://127.0.0.1:8081", "http://127.0.0.1:8082"}
 	took := waitView(t, 30*time.Second, "three alive nodes everywhere", urls, allAlive(ids))
