@@ -794,13 +794,21 @@ func TestSeedReadmeExample(t *testing.T) {
 		return s
 	}
 	hostport := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
-	a := startNode(t, fastOpts("node-8081", "0.0.0.0"))
+	// Bound to every address, but advertising loopback: tests keep their
+	// traffic on 127.0.0.0/8 (left alone, a node bound to 0.0.0.0
+	// advertises the machine's first private IPv4 address).
+	unspecified := func(id string) Options {
+		o := fastOpts(id, "0.0.0.0")
+		o.AdvertiseAddr = "127.0.0.1"
+		return o
+	}
+	a := startNode(t, unspecified("node-8081"))
 	apiA := serveInfo(a)
-	ob := fastOpts("node-8082", "0.0.0.0")
+	ob := unspecified("node-8082")
 	ob.Seeds = []string{hostport(apiA)}
 	b := startNode(t, ob)
 	apiB := serveInfo(b)
-	oc := fastOpts("node-8080", "0.0.0.0")
+	oc := unspecified("node-8080")
 	oc.Seeds = []string{hostport(apiA), hostport(apiB)}
 	c := startNode(t, oc)
 	all := []*Node{a, b, c}
