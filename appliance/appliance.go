@@ -562,6 +562,8 @@ func (a *Appliance) Reload(cfg config.Config) error {
 	next.API.MaxBatch, next.API.ReadLimit = cfg.API.MaxBatch, cfg.API.ReadLimit
 	next.Ring.PublishTimeout = cfg.Ring.PublishTimeout
 	next.Log.Level = cfg.Log.Level
+	next.Modules.HotReload = cfg.Modules.HotReload
+	a.wasm.setHotReload(cfg.Modules.HotReload)
 	next.Cluster.RolloutToken = cfg.Cluster.RolloutToken
 	if a.cw != nil {
 		next.Cluster.Seeds, next.Cluster.Keyring = cfg.Cluster.Seeds, cfg.Cluster.Keyring
@@ -576,7 +578,7 @@ func (a *Appliance) Reload(cfg config.Config) error {
 
 func liveHere(key string) bool {
 	switch key {
-	case "api.publish_tokens", "api.admin_tokens", "api.max_batch", "api.read_limit", "ring.publish_timeout", "log.level":
+	case "api.publish_tokens", "api.admin_tokens", "api.max_batch", "api.read_limit", "ring.publish_timeout", "log.level", "modules.hot_reload":
 		return true
 	}
 	return false

@@ -52,6 +52,8 @@ type wasmStage struct {
 	runMu     sync.Mutex
 	runCancel context.CancelFunc
 	runDone   chan struct{}
+	watching  bool // modules.hot_reload in effect
+	stopped   bool // close began: start no more
 
 	processed atomic.Int64 // every event <= processed went through every module
 	waiters   atomic.Int64
@@ -347,14 +349,15 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 func (w *wasmStage) start(hotReload bool) {
 	w.runMu.Lock()
 	defer w.runMu.Unlock()
-	if w.runDone != nil {
+	if w.runDone != nil || w.stopped {
 		return
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
-	w.runCancel, w.runDone = cancel, make(chan struct{})
+	done := make(chan struct{})
+	w.runCancel, w.runDone, w.watching = cancel, done, hotReload
 	watch := hotReload && w.dirExists()
 	go func() {
-		defer close(w.runDone)
+		defer close(done)
 		if watch {
 			if err := w.reg.Run(ctx); err != nil {
 				w.log.Error("module hot reload stopped; modules keep running without it", "err", err)
@@ -377,6 +380,23 @@ func (w *wasmStage) start(hotReload bool) {
 		}
 	}()
 	w.log.Info("module watcher started", "hot_reload", watch, "dir", w.dir)
+}
+
+// setHotReload applies a changed modules.hot_reload (SIGHUP): the watcher
+// goroutine is restarted with or without fsnotify.
+func (w *wasmStage) setHotReload(on bool) {
+	w.runMu.Lock()
+	if w.watching == on || w.stopped {
+		w.runMu.Unlock()
+		return
+	}
+	if w.runCancel != nil {
+		w.runCancel()
+		<-w.runDone
+		w.runCancel, w.runDone = nil, nil
+	}
+	w.runMu.Unlock()
+	w.start(on)
 }
 
 // rescan reloads changed modules, loads new ones and unloads those whose
@@ -402,6 +422,7 @@ func (w *wasmStage) rescan() error {
 // Call it after the ring drained and before the journal closes.
 func (w *wasmStage) close(ctx context.Context) error {
 	w.runMu.Lock()
+	w.stopped = true
 	if w.runCancel != nil {
 		w.runCancel()
 		<-w.runDone

@@ -783,6 +783,27 @@ func TestReloadRescansModules(t *testing.T) {
 	if !strings.Contains(string(r.body), `"outputs":[]`) {
 		t.Errorf("after removal and reload: %s", r.body)
 	}
+	// modules.hot_reload is live: turned on by a reload, the watcher picks
+	// up a module dropped in afterwards.
+	cfg.Modules.HotReload = true
+	if err := n.a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	copyModule(t, cfg.Modules.Dir, "wat-counter")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r = n.postJSON("/api/v1/events?ack=processed", `{"data":4}`)
+		if strings.Contains(string(r.body), `"module":"wat-counter"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watcher did not load the module after hot_reload was turned on: %s", r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(n.logs.String(), `key=modules.hot_reload`) {
+		t.Error("hot_reload change not logged")
+	}
 }
 
 // TestAggregatorTimerAndFlush: module timers run in the node (their

@@ -559,6 +559,19 @@ func (r *Registry) Run(ctx context.Context) error {
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	defer debounce.Stop()
+	// Files changed before the watch was in place (since LoadAll) are
+	// picked up by one check of every module (unchanged ones are no-ops).
+	if names, err := r.manifestNames(); err == nil {
+		for _, n := range names {
+			pending[n] = true
+		}
+	}
+	for _, s := range r.Stages() {
+		pending[s.name] = true
+	}
+	if len(pending) > 0 {
+		debounce.Reset(r.cfg.Debounce)
+	}
 	tick := time.NewTicker(r.cfg.TickEvery)
 	defer tick.Stop()
 	for {
