@@ -170,42 +170,56 @@ func BenchmarkThreeProducers(b *testing.B) {
 		reportRate(b, int(total))
 	})
 	for _, name := range []string{"yielding", "blocking"} {
-		mk := strategies()[name]
-		b.Run("disruptor/"+name, func(b *testing.B) {
-			d, _ := New(newPayload, benchRing, WithProducerType(MultiProducer), WithWaitStrategy(mk()))
-			h := &sumHandler{}
-			d.HandleEventsWith(h)
-			if err := d.Start(); err != nil {
-				b.Fatal(err)
-			}
-			defer d.Halt()
-			rb := d.RingBuffer()
-			per := int64(b.N/producers + 1)
-			total := per * producers
-			b.ReportAllocs()
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			for p := int64(0); p < producers; p++ {
-				wg.Add(1)
-				go func(p int64) {
-					defer wg.Done()
-					for i := int64(0); i < per; i++ {
-						seq, err := rb.Next()
-						if err != nil {
-							panic(err)
-						}
-						rb.Get(seq).v = p*per + i
-						rb.Publish(seq)
-					}
-				}(p)
-			}
-			wg.Wait()
-			waitSeq(b, d.SequenceOf(h), total-1)
-			b.StopTimer()
-			checkSum(b, h.sum.Load(), total)
-			reportRate(b, int(total))
-		})
+		for _, batch := range []int64{1, 16} {
+			run3P1C(b, name, batch)
+		}
 	}
+}
+
+func run3P1C(b *testing.B, name string, batch int64) {
+	const producers = 3
+	mk := strategies()[name]
+	b.Run(fmt.Sprintf("disruptor/%s/batch=%d", name, batch), func(b *testing.B) {
+		d, _ := New(newPayload, benchRing, WithProducerType(MultiProducer), WithWaitStrategy(mk()))
+		h := &sumHandler{}
+		d.HandleEventsWith(h)
+		if err := d.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer d.Halt()
+		rb := d.RingBuffer()
+		per := int64(b.N/producers + 1)
+		total := per * producers
+		b.ReportAllocs()
+		b.ResetTimer()
+		var wg sync.WaitGroup
+		for p := int64(0); p < producers; p++ {
+			wg.Add(1)
+			go func(p int64) {
+				defer wg.Done()
+				for i := int64(0); i < per; {
+					k := batch
+					if per-i < k {
+						k = per - i
+					}
+					hi, err := rb.NextN(k)
+					if err != nil {
+						panic(err)
+					}
+					for s := hi - k + 1; s <= hi; s++ {
+						rb.Get(s).v = p*per + i
+						i++
+					}
+					rb.PublishRange(hi-k+1, hi)
+				}
+			}(p)
+		}
+		wg.Wait()
+		waitSeq(b, d.SequenceOf(h), total-1)
+		b.StopTimer()
+		checkSum(b, h.sum.Load(), total)
+		reportRate(b, int(total))
+	})
 }
 
 // stage adds its index to the value so the last stage's sum proves every

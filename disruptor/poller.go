@@ -66,7 +66,7 @@ func (p *EventPoller[T]) Poll(fn func(e *T, seq int64, endOfBatch bool) (bool, e
 	processed := current
 	defer func() {
 		p.seq.Set(processed)
-		p.ring.core.ws.SignalAllWhenBlocking()
+		p.ring.signalProgress()
 	}()
 	for seq := next; seq <= available; seq++ {
 		more, err := fn(p.ring.Get(seq), seq, seq == available)

@@ -117,6 +117,7 @@ func (p *BatchEventProcessor[T]) loop() error {
 	next := p.seq.Get() + 1
 	ws := p.ring.core.ws
 	relaxed := p.ring.core.relaxed
+	cp, _ := ws.(capacityParker)
 	idle := 0
 	for {
 		available, err := p.barrier.WaitFor(next)
@@ -170,7 +171,7 @@ func (p *BatchEventProcessor[T]) loop() error {
 			}
 			if ferr := p.exh.HandleEventException(herr, failed, p.ring.Get(failed)); ferr != nil {
 				p.seq.Set(failed - 1)
-				ws.SignalAllWhenBlocking()
+				p.ring.signalProgress()
 				return fmt.Errorf("disruptor: handler stopped at sequence %d: %w", failed, ferr)
 			}
 			next = failed + 1
@@ -180,6 +181,9 @@ func (p *BatchEventProcessor[T]) loop() error {
 		} else {
 			p.seq.Set(end)
 			ws.SignalAllWhenBlocking()
+			if cp != nil {
+				cp.signalCapacity()
+			}
 		}
 	}
 }

@@ -229,7 +229,15 @@ func (r *RingBuffer[T]) NewBarrier(deps ...*Sequence) *SequenceBarrier {
 func (r *RingBuffer[T]) Halt() {
 	r.closed.Store(true)
 	r.halted.Store(true)
+	r.signalProgress()
+}
+
+// signalProgress wakes parked consumers and producers parked for capacity.
+func (r *RingBuffer[T]) signalProgress() {
 	r.core.ws.SignalAllWhenBlocking()
+	if cp, ok := r.core.ws.(capacityParker); ok {
+		cp.signalCapacity()
+	}
 }
 
 // Close refuses new claims (they return ErrHalted) while claims already

@@ -356,8 +356,12 @@ func (m *multiProducerSequencer) tryNext(n int64) (int64, error) {
 }
 
 func (m *multiProducerSequencer) publish(lo, hi int64) {
+	// Release stores suffice for the slots: consumers only park on the
+	// cursor, which next() advanced with a sequentially consistent add
+	// before this publish, so the wake-up handshake does not depend on
+	// the order of these stores.
 	for seq := lo; seq <= hi; seq++ {
-		m.availableBuffer[seq&m.indexMask].Store(int32(seq >> m.indexShift))
+		setAvailable(&m.availableBuffer[seq&m.indexMask], int32(seq>>m.indexShift))
 	}
 	if !m.relaxed {
 		m.ws.SignalAllWhenBlocking()

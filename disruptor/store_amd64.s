@@ -19,3 +19,10 @@ TEXT ·storeRelease(SB), NOSPLIT, $0-16
 TEXT ·spinPause(SB), NOSPLIT, $0-0
 	PAUSE
 	RET
+
+// func storeRelease32(addr *int32, v int32)
+TEXT ·storeRelease32(SB), NOSPLIT, $0-12
+	MOVQ addr+0(FP), AX
+	MOVL v+8(FP), BX
+	MOVL BX, (AX)
+	RET

@@ -14,3 +14,10 @@ TEXT ·storeRelease(SB), NOSPLIT, $0-16
 TEXT ·spinPause(SB), NOSPLIT, $0-0
 	YIELD
 	RET
+
+// func storeRelease32(addr *int32, v int32)
+TEXT ·storeRelease32(SB), NOSPLIT, $0-12
+	MOVD addr+0(FP), R0
+	MOVW v+8(FP), R1
+	STLRW R1, (R0)
+	RET

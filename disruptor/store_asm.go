@@ -2,7 +2,10 @@
 
 package disruptor
 
-import "unsafe"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // storeRelease stores v at addr with release semantics only (LMAX's
 // putOrdered / lazySet). It is used for the single writer of a sequence
@@ -22,3 +25,11 @@ func (s *Sequence) SetRelease(v int64) {
 
 // spinPause is the CPU's spin-wait hint (PAUSE, YIELD).
 func spinPause()
+
+//go:noescape
+func storeRelease32(addr *int32, v int32)
+
+// setAvailable marks a multi-producer slot published with a release store.
+func setAvailable(a *atomic.Int32, lap int32) {
+	storeRelease32((*int32)(unsafe.Pointer(a)), lap)
+}

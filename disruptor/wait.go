@@ -202,24 +202,6 @@ func (p *parker) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic
 	}
 }
 
-// capacityParker is implemented by the parking strategies: producers
-// blocked on a full ring park on the same condition as the consumers.
-type capacityParker interface {
-	parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool)
-}
-
-func (b *BlockingWaitStrategy) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
-	b.p.parkForCapacity(g, def, wrapPoint, halted)
-}
-
-func (l *LiteBlockingWaitStrategy) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
-	l.p.parkForCapacity(g, def, wrapPoint, halted)
-}
-
-func (t *TimeoutBlockingWaitStrategy) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
-	t.p.parkForCapacity(g, def, wrapPoint, halted)
-}
-
 func (p *parker) signal() {
 	if p.signalNeeded.Load() && p.signalNeeded.Swap(false) {
 		p.mu.Lock()
@@ -257,15 +239,37 @@ func (p *parker) park(seq int64, deps SequenceGroup, alert Alerter, deadline tim
 	}
 }
 
+// capacityParker is implemented by the parking strategies: producers
+// blocked on a full ring park on a parker of their own, which consumers
+// signal after each batch, so that publishes (which wake consumers) do not
+// also wake producers that are waiting for room.
+type capacityParker interface {
+	parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool)
+	signalCapacity()
+}
+
+// capacity is embedded by the parking strategies.
+type capacity struct{ cp parker }
+
+func (c *capacity) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
+	c.cp.parkForCapacity(g, def, wrapPoint, halted)
+}
+
+func (c *capacity) signalCapacity() { c.cp.signal() }
+
 // BlockingWaitStrategy parks waiting consumers on a condition variable and
 // wakes them on publish and on consumer progress. CPU use at idle is zero;
 // wake-up latency is that of the Go scheduler (microseconds).
-type BlockingWaitStrategy struct{ p parker }
+type BlockingWaitStrategy struct {
+	p parker
+	capacity
+}
 
 // NewBlockingWaitStrategy returns the blocking strategy.
 func NewBlockingWaitStrategy() *BlockingWaitStrategy {
 	b := &BlockingWaitStrategy{}
 	b.p.init()
+	b.cp.init()
 	return b
 }
 
@@ -285,6 +289,7 @@ func (b *BlockingWaitStrategy) SignalAllWhenBlocking() { b.p.signal() }
 type LiteBlockingWaitStrategy struct {
 	p     parker
 	spins int
+	capacity
 }
 
 // NewLiteBlockingWaitStrategy returns the lite-blocking strategy (64 spins
@@ -292,6 +297,7 @@ type LiteBlockingWaitStrategy struct {
 func NewLiteBlockingWaitStrategy() *LiteBlockingWaitStrategy {
 	l := &LiteBlockingWaitStrategy{spins: 64}
 	l.p.init()
+	l.cp.init()
 	return l
 }
 
@@ -318,12 +324,14 @@ func (l *LiteBlockingWaitStrategy) SignalAllWhenBlocking() { l.p.signal() }
 type TimeoutBlockingWaitStrategy struct {
 	p       parker
 	timeout time.Duration
+	capacity
 }
 
 // NewTimeoutBlockingWaitStrategy returns a blocking strategy with a timeout.
 func NewTimeoutBlockingWaitStrategy(timeout time.Duration) *TimeoutBlockingWaitStrategy {
 	t := &TimeoutBlockingWaitStrategy{timeout: timeout}
 	t.p.init()
+	t.cp.init()
 	return t
 }
 
