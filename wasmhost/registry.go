@@ -328,7 +328,8 @@ func (r *Registry) install(ctx context.Context, name string, st *Stage, m *Modul
 
 // Install validates a module given as bytes (manifest TOML and wasm) by
 // loading it with a canary instance, and only then writes NAME.wasm and
-// NAME.toml into the directory (each by atomic rename) and swaps it in. An
+// NAME.toml into the directory (created if missing; each file by atomic
+// rename) and swaps it in. An
 // invalid module writes nothing and leaves the running version alone. The
 // manifest's name must be name, and its wasm file NAME.wasm.
 func (r *Registry) Install(ctx context.Context, name string, manifest, wasm []byte) error {
@@ -357,6 +358,10 @@ func (r *Registry) Install(ctx context.Context, name string, manifest, wasm []by
 	m, err := r.cfg.Host.Load(ctx, man, wasm)
 	if err != nil {
 		return err
+	}
+	if err := os.MkdirAll(r.cfg.Dir, 0o755); err != nil {
+		_ = m.Close(ctx, nil)
+		return fmt.Errorf("create modules directory: %w", err)
 	}
 	if err := writeAtomic(r.cfg.Dir, name+".wasm", wasm); err != nil {
 		_ = m.Close(ctx, nil)
