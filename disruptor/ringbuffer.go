@@ -215,7 +215,7 @@ func (r *RingBuffer[T]) MinimumGatingSequence() int64 {
 // NewBarrier returns a barrier that waits for the cursor and for every
 // sequence in deps (consumers this one must stay behind).
 func (r *RingBuffer[T]) NewBarrier(deps ...*Sequence) *SequenceBarrier {
-	b := &SequenceBarrier{ws: r.core.ws, cursor: r.core.cursor, seqr: r.seqr}
+	b := &SequenceBarrier{ws: r.core.ws, cursor: r.core.cursor, mp: r.mp}
 	if len(deps) == 0 {
 		b.deps = SequenceGroup{r.core.cursor}
 	} else {
@@ -256,7 +256,7 @@ type SequenceBarrier struct {
 	ws      WaitStrategy
 	cursor  *Sequence
 	deps    SequenceGroup
-	seqr    sequencer
+	mp      *multiProducerSequencer // nil for a single producer: everything up to the cursor is published
 	alerted atomic.Bool
 }
 
@@ -274,7 +274,10 @@ func (b *SequenceBarrier) WaitFor(seq int64) (int64, error) {
 	if available < seq {
 		return available, nil
 	}
-	return b.seqr.highestPublished(seq, available), nil
+	if b.mp == nil {
+		return available, nil
+	}
+	return b.mp.highestPublished(seq, available), nil
 }
 
 // Cursor returns the minimum of the sequences this barrier waits on.
