@@ -111,9 +111,15 @@ func (h *Host) load(ctx context.Context, man *Manifest, wasm []byte) (_ *Module,
 	if h.interpreter {
 		rcfg = wazero.NewRuntimeConfigInterpreter()
 	}
+	// Endless loops are bounded by the loop guard and the module's
+	// watchdog (guard.go), not by WithCloseOnContextDone, which costs a Go
+	// guest ~8x.
+	guarded, ginfo, err := guard(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
 	rcfg = rcfg.
 		WithCompilationCache(h.cache).
-		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(uint32(man.MemoryLimitPages))
 	rt := wazero.NewRuntimeWithConfig(ctx, rcfg)
 	defer func() {
@@ -122,7 +128,7 @@ func (h *Host) load(ctx context.Context, man *Manifest, wasm []byte) (_ *Module,
 		}
 	}()
 	start := time.Now()
-	compiled, err := rt.CompileModule(ctx, wasm)
+	compiled, err := rt.CompileModule(ctx, guarded)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
@@ -138,6 +144,14 @@ func (h *Host) load(ctx context.Context, man *Manifest, wasm []byte) (_ *Module,
 		loadedAt: time.Now(),
 	}
 	m.logger = m.state.logger.With("version", man.Version)
+	m.hasStart = ginfo.hasStart
+	m.epoch = time.Now()
+	m.startWatchdog()
+	defer func() {
+		if err != nil {
+			m.stopWatchdog()
+		}
+	}()
 	if err := m.checkInterface(); err != nil {
 		return nil, err
 	}

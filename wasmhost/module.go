@@ -112,7 +112,10 @@ type Module struct {
 	initDoc  []byte
 	loadedAt time.Time
 
-	hasInitialize, hasInit, hasTimer, hasFlush bool
+	hasInitialize, hasInit, hasTimer, hasFlush, hasStart bool
+	// watchdog of running calls (guard.go, watchdog.go)
+	epoch time.Time
+	wd    watchdog
 	// buffer layout, fixed by the canary instance
 	inPtr, inCap, outPtr, outCap uint32
 
@@ -140,6 +143,9 @@ type instance struct {
 	stack                 [2]uint64
 	lastTimer             time.Time
 	recs                  []outRec
+	stop                  api.MutableGlobal // the loop guard's stop flag
+	state                 atomic.Int64      // call state, see watchdog.go
+	done                  <-chan struct{}   // the running call's ctx.Done(); guarded by wd.mu
 }
 
 // Manifest returns the module's manifest (do not modify it).
@@ -151,13 +157,8 @@ func (m *Module) Name() string { return m.man.Name }
 // SHA256 is the hex sha256 of the module's wasm binary.
 func (m *Module) SHA256() string { return m.sum }
 
-// initCallKey marks the context of start-up calls (bounded by init_timeout).
-type initCallKey struct{}
-
 // newInstance instantiates the module and runs the ABI start-up sequence.
 func (m *Module) newInstance(ctx context.Context) (_ *instance, err error) {
-	ictx, cancel := context.WithTimeout(context.WithValue(ctx, initCallKey{}, true), time.Duration(m.man.InitTimeout))
-	defer cancel()
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
@@ -166,22 +167,37 @@ func (m *Module) newInstance(ctx context.Context) (_ *instance, err error) {
 		WithSysWalltime().
 		WithSysNanotime().
 		WithRandSource(rand.Reader)
-	mod, err := m.rt.InstantiateModule(ictx, m.compiled, cfg)
+	// No guest code runs while instantiating: the guard moved any start
+	// function to startExport.
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("instantiate: %w", m.callErr(ctx, ictx, err))
+		return nil, fmt.Errorf("instantiate: %w", err)
 	}
+	stop, ok := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
+	if !ok {
+		_ = mod.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("instantiate: loop guard global %s missing", stopExport)
+	}
+	inst := &instance{mod: mod, stop: stop}
+	m.watch(inst)
 	defer func() {
 		if err != nil {
+			m.unwatch(inst)
 			_ = mod.Close(context.WithoutCancel(ctx))
 		}
 	}()
 	call := func(name string, args ...uint64) (uint64, error) {
 		var st [2]uint64
 		copy(st[:], args)
-		if err := mod.ExportedFunction(name).CallWithStack(ictx, st[:]); err != nil {
-			return 0, fmt.Errorf("%s: %w", name, m.callErr(ctx, ictx, err))
+		if err := m.call(ctx, inst, mod.ExportedFunction(name), st[:], time.Duration(m.man.InitTimeout)); err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
 		}
 		return st[0], nil
+	}
+	if m.hasStart {
+		if _, err := call(startExport); err != nil {
+			return nil, err
+		}
 	}
 	if m.hasInitialize {
 		if _, err := call("_initialize"); err != nil {
@@ -227,7 +243,7 @@ func (m *Module) newInstance(ctx context.Context) (_ *instance, err error) {
 			return nil, fmt.Errorf("bb_init refused the configuration (returned %d; see the module's log)", int32(r))
 		}
 	}
-	inst := &instance{mod: mod, mem: mem, process: mod.ExportedFunction("bb_process")}
+	inst.mem, inst.process = mem, mod.ExportedFunction("bb_process")
 	if m.hasTimer {
 		inst.timer = mod.ExportedFunction("bb_timer")
 	}
@@ -255,22 +271,6 @@ func checkBuffers(memSize, inPtr, inCap, outPtr, outCap uint32) error {
 		return bad("buffers overlap")
 	}
 	return nil
-}
-
-// callErr classifies an error from a guest call made with cctx (derived
-// from ctx): the caller's cancellation, a timeout, or a trap.
-func (m *Module) callErr(ctx, cctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	if errors.Is(cctx.Err(), context.DeadlineExceeded) {
-		limit := time.Duration(m.man.Timeout)
-		if cctx.Value(initCallKey{}) != nil {
-			limit = time.Duration(m.man.InitTimeout)
-		}
-		return fmt.Errorf("%w after %v", ErrTimeout, limit)
-	}
-	return fmt.Errorf("%w: %v", ErrTrap, err)
 }
 
 func (m *Module) notePages(mem api.Memory) {
@@ -318,6 +318,7 @@ func (m *Module) release(s *slot) {
 // discard closes a crashed instance.
 func (m *Module) discard(s *slot) {
 	if s.inst != nil {
+		m.unwatch(s.inst)
 		_ = s.inst.mod.Close(context.Background())
 		s.inst = nil
 		s.crashed = true
@@ -474,15 +475,12 @@ func (m *Module) callProcess(ctx context.Context, s *slot, evs []Event) (callKin
 	inst.stack[0], inst.stack[1] = uint64(len(evs)), uint64(p)
 	m.calls.Add(1)
 	start := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, time.Duration(m.man.Timeout))
-	err := inst.process.CallWithStack(cctx, inst.stack[:])
-	cancel()
+	err := m.call(ctx, inst, inst.process, inst.stack[:], time.Duration(m.man.Timeout))
 	m.observe(time.Since(start))
 	if err != nil {
-		err = m.callErr(ctx, cctx, err)
 		switch {
-		case ctx.Err() != nil:
-			m.discard(s) // wazero closed it
+		case ctx.Err() != nil || errors.Is(err, context.Canceled):
+			m.discard(s)
 			return callCanceled, err
 		case errors.Is(err, ErrTimeout):
 			m.timeouts.Add(1)
@@ -647,11 +645,8 @@ func (m *Module) runTimer(ctx context.Context, s *slot, now time.Time, emit func
 func (m *Module) callNoInput(ctx context.Context, s *slot, fn api.Function, args []uint64, name string, emit func(Output)) {
 	inst := s.inst
 	copy(inst.stack[:], args)
-	cctx, cancel := context.WithTimeout(ctx, time.Duration(m.man.Timeout))
-	err := fn.CallWithStack(cctx, inst.stack[:])
-	cancel()
+	err := m.call(ctx, inst, fn, inst.stack[:], time.Duration(m.man.Timeout))
 	if err != nil {
-		err = m.callErr(ctx, cctx, err)
 		m.setLastErr(fmt.Errorf("%s: %w", name, err))
 		m.logger.Warn("call failed", "func", name, "err", err)
 		m.discard(s)
@@ -746,6 +741,10 @@ func (m *Module) Close(ctx context.Context, emit func(Output)) error {
 			}
 		}
 	}
+	if waitErr != nil {
+		m.checkCalls(true) // stop the calls still running
+	}
+	m.stopWatchdog()
 	err := m.rt.Close(context.WithoutCancel(ctx))
 	if err != nil {
 		err = fmt.Errorf("module %s: close runtime: %w", m.man.Name, err)

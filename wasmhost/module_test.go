@@ -284,6 +284,7 @@ func TestLoadErrors(t *testing.T) {
 		{"half written", hostileWasm, `name = "hostile"`, "compile", nil},
 		{"command not reactor", "testdata/command.wasm", `name = "command"`, "exports _start", nil},
 		{"endless init", "testdata/initloop.wasm", "name = \"initloop\"\ninit_timeout = \"200ms\"", "bb_init: call timed out after 200ms", nil},
+		{"endless start section", "testdata/startloop.wasm", "name = \"startloop\"\ninit_timeout = \"200ms\"", "__bb_start: call timed out after 200ms", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
