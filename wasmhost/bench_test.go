@@ -54,6 +54,51 @@ func BenchmarkPassthroughWAT(b *testing.B) {
 	benchModule(b, hostileWasm, `name = "hostile"`)
 }
 
+// BenchmarkFilterGoGuest: the repo's filter module (Go SDK, JSON field
+// scan) on events it forwards (level "info") and events it drops ("debug").
+func BenchmarkFilterGoGuest(b *testing.B) {
+	benchModuleOut(b, "../modules/filter.wasm", `name = "filter"
+[config]
+field = "level"
+drop = ["debug", "trace"]`, true)
+}
+
+// benchModuleOut is benchModule; with mixed, every other event is one the
+// module drops (level "debug").
+func benchModuleOut(b *testing.B, wasm, manifest string, mixed bool) {
+	m := loadModule(b, wasm, manifest)
+	for _, size := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			evs := benchEvents(size)
+			want := size
+			if mixed {
+				want = 0
+				for i := range evs {
+					if i%2 == 1 {
+						evs[i].Data = []byte(`{"level":"debug","temp":21.5,"unit":"C","line":4}`)
+					} else {
+						want++
+					}
+				}
+			}
+			out := 0
+			emit := func(o Output) { out++ }
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := m.Process(ctx, evs, emit); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/event")
+			if out != b.N*want {
+				b.Fatalf("%d outputs for %d events, want %d per batch", out, b.N*size, want)
+			}
+		})
+	}
+}
+
 // processor is the stage signature shared by Module, Stage and a native
 // handler.
 type processor interface {

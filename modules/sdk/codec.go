@@ -3,6 +3,7 @@ package sdk
 import (
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // ABIVersion is the ABI version this SDK implements.
@@ -36,11 +37,32 @@ const (
 // Align8 rounds n up to a multiple of 8.
 func Align8(n int) int { return (n + 7) &^ 7 }
 
-// Event is a zero-copy view of one input record. Its accessors slice the
-// input buffer lazily (a handler that only forwards reads nothing), and what
-// they return is valid only until the handler returns.
+// Event is a zero-copy view of one input record. What its accessors return
+// is valid only until the handler returns. The field offsets are computed
+// (and checked against the record size) once per event by ProcessBatch, so
+// every accessor is a plain slice expression the compiler inlines: a call
+// costs several nanoseconds in Go's wasm code.
 type Event struct {
-	rec []byte // the whole record, at least InputHeaderSize bytes
+	rec             []byte // the whole record, at least InputHeaderSize bytes
+	keyEnd, prodEnd int    // InputHeaderSize+key_len, keyEnd+producer_len
+	dataEnd         int    // prodEnd+data_len <= len(rec)
+}
+
+// set points e at the record rec (len(rec) >= InputHeaderSize) and reports
+// whether its lengths fit inside it.
+func (e *Event) set(rec []byte) bool {
+	kl := uint64(binary.LittleEndian.Uint32(rec[24:]))
+	pl := uint64(binary.LittleEndian.Uint32(rec[28:]))
+	dl := uint64(binary.LittleEndian.Uint32(rec[32:]))
+	end := InputHeaderSize + kl + pl + dl
+	if end > uint64(len(rec)) {
+		return false
+	}
+	e.rec = rec
+	e.keyEnd = InputHeaderSize + int(kl)
+	e.prodEnd = e.keyEnd + int(pl)
+	e.dataEnd = int(end)
+	return true
 }
 
 // Seq is the event's sequence in the appliance's stream.
@@ -50,26 +72,13 @@ func (e *Event) Seq() uint64 { return binary.LittleEndian.Uint64(e.rec[8:]) }
 func (e *Event) Timestamp() int64 { return int64(binary.LittleEndian.Uint64(e.rec[16:])) }
 
 // Key is the event key (empty when none).
-func (e *Event) Key() []byte {
-	kl := int(binary.LittleEndian.Uint32(e.rec[24:]))
-	return e.rec[InputHeaderSize : InputHeaderSize+kl : InputHeaderSize+kl]
-}
+func (e *Event) Key() []byte { return e.rec[InputHeaderSize:e.keyEnd:e.keyEnd] }
 
 // Producer is the producer id (empty when none).
-func (e *Event) Producer() []byte {
-	kp := binary.LittleEndian.Uint64(e.rec[24:])
-	q := InputHeaderSize + int(uint32(kp))
-	pl := int(kp >> 32)
-	return e.rec[q : q+pl : q+pl]
-}
+func (e *Event) Producer() []byte { return e.rec[e.keyEnd:e.prodEnd:e.prodEnd] }
 
 // Data is the event payload (for JSON events, the JSON document).
-func (e *Event) Data() []byte {
-	kp := binary.LittleEndian.Uint64(e.rec[24:])
-	dl := int(binary.LittleEndian.Uint32(e.rec[32:]))
-	q := InputHeaderSize + int(uint32(kp)) + int(kp>>32)
-	return e.rec[q : q+dl : q+dl]
-}
+func (e *Event) Data() []byte { return e.rec[e.prodEnd:e.dataEnd:e.dataEnd] }
 
 // Record is an input event as plain fields, for tests and tools.
 type Record struct {
@@ -96,7 +105,9 @@ func DecodeInput(buf []byte) (Event, int, error) {
 	if size > uint64(len(buf)) || size != (InputHeaderSize+kl+pl+dl+7)&^7 {
 		return Event{}, 0, ErrBadInput
 	}
-	return Event{rec: buf[:size:size]}, int(size), nil
+	var ev Event
+	ev.set(buf[:size:size])
+	return ev, int(size), nil
 }
 
 // EncodeInput appends the input record for r to dst; the host does the
@@ -183,15 +194,18 @@ func (o *Out) put(kind, flags byte, r Route, key, data []byte) {
 // putEmpty writes a record without key or data (forward, drop); small
 // enough to be inlined into the handler.
 func (o *Out) putEmpty(kind byte, r Route) {
-	if o.overflow || len(o.buf)-o.pos < OutputHeaderSize {
+	p := o.pos
+	if o.overflow || p > len(o.buf)-OutputHeaderSize {
 		o.overflow = true
 		return
 	}
-	b := o.buf[o.pos : o.pos+OutputHeaderSize]
-	binary.LittleEndian.PutUint64(b[0:], OutputHeaderSize|uint64(kind)<<32|uint64(r)<<48)
-	binary.LittleEndian.PutUint64(b[8:], uint64(o.input))
-	binary.LittleEndian.PutUint64(b[16:], 0)
-	o.pos += OutputHeaderSize
+	// Three native 8-byte stores (wasm and every host this is tested on are
+	// little-endian): size|kind|flags|route, input|key_len, data_len|reserved.
+	w := (*[3]uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(o.buf)), p))
+	w[0] = OutputHeaderSize | uint64(kind)<<32 | uint64(r)<<48
+	w[1] = uint64(o.input)
+	w[2] = 0
+	o.pos = p + OutputHeaderSize
 }
 
 // Emit writes a new event with payload data (keeping the input's key) to
