@@ -2,12 +2,14 @@ package wasmhost
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 func benchEvents(n int) []Event {
@@ -187,5 +189,67 @@ func BenchmarkCallOverhead(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkGuardCost measures the raw bb_process call of a Go guest over a
+// batch of 256 events (no host encoding or decoding) under the three ways
+// of bounding a call: none, the host's loop guard (guard.go), and wazero's
+// WithCloseOnContextDone (the previous mechanism). Its numbers are why the
+// host instruments modules instead of using WithCloseOnContextDone.
+func BenchmarkGuardCost(b *testing.B) {
+	for _, f := range []string{"passthrough", "filter"} {
+		for _, mode := range []string{"none", "guard", "closeOnDone"} {
+			b.Run(f+"/"+mode, func(b *testing.B) {
+				ctx := context.Background()
+				rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(mode == "closeOnDone"))
+				defer rt.Close(ctx)
+				wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+				wasm := mustRead(b, "../modules/"+f+".wasm")
+				if mode == "guard" {
+					var err error
+					if wasm, _, err = guard(wasm); err != nil {
+						b.Fatal(err)
+					}
+				}
+				mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions())
+				if err != nil {
+					b.Fatal(err)
+				}
+				var st [2]uint64
+				call := func(name string, args ...uint64) uint64 {
+					copy(st[:], args)
+					if err := mod.ExportedFunction(name).CallWithStack(ctx, st[:]); err != nil {
+						b.Fatal(name, err)
+					}
+					return st[0]
+				}
+				call("_initialize")
+				d, _ := mod.Memory().Read(uint32(call("bb_buffers")), 16)
+				inPtr := binary.LittleEndian.Uint32(d)
+				doc := []byte(`{"abi_version":1,"module":"filter","version":"1","routes":[],"config":{"field":"level","drop":["debug","trace"]}}`)
+				mod.Memory().Write(inPtr, doc)
+				if r := call("bb_init", uint64(inPtr), uint64(len(doc))); r != 0 {
+					b.Fatal("bb_init", r)
+				}
+				evs := benchEvents(256)
+				in, _ := mod.Memory().Read(inPtr, 1<<20)
+				p := 0
+				for i := range evs {
+					p += encodeInput(in[p:], &evs[i])
+				}
+				fn := mod.ExportedFunction("bb_process")
+				for b.Loop() {
+					st[0], st[1] = 256, uint64(p)
+					if err := fn.CallWithStack(ctx, st[:]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if int32(st[0]) != 256*24 {
+					b.Fatalf("bb_process returned %d", int32(st[0]))
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/event")
+			})
+		}
 	}
 }
