@@ -15,18 +15,25 @@ import (
 // ~8x (a pass-through module: ~210 ns/event instead of ~26 at batch 256;
 // see BenchmarkGuardCost) plus ~1 µs per call.
 //
-// Instead, guard rewrites the module before compiling it: it appends a
-// mutable i32 global (exported as stopExport) and puts
+// Instead, guard rewrites the module before compiling it: it appends two
+// mutable i32 globals, $stop (exported as stopExport) and $ticks, and puts
 //
 //	global.get $stop  if  unreachable  end
+//	$ticks += 1
+//	if $ticks & 0xFFFF == 0 { memory.grow 0; drop }
 //
-// at the top of every loop body, a load and a branch. The module's watchdog
-// sets the global of an instance whose call overran its timeout (or whose
-// caller's context ended), so the guest traps at its next loop iteration.
-// Code without loops ends by itself or overflows its stack. A start section
-// (which would run inside instantiation, before the host holds the global)
-// is removed and its function exported as startExport, which the host calls
-// first under the same guard.
+// at the top of every loop body and every function: a few loads, a store
+// and two branches. The module's watchdog sets $stop of an instance whose
+// call overran its timeout (or whose caller's context ended), so the guest
+// traps at its next loop iteration or call; code with neither runs in time
+// linear in its size. The memory.grow of 0 pages every 65536 checks leaves
+// native code for Go (wazero grows memory in Go): native code cannot be
+// preempted, so without it a long guest call would hold up every garbage
+// collection's stop-the-world (and with it the watchdog) until it returned;
+// with it, the world stops within ~65536 loop iterations (well under a
+// millisecond). A start section (which would run inside instantiation,
+// before the host holds the global) is removed and its function exported
+// as startExport, which the host calls first under the same guard.
 
 const (
 	stopExport  = "__bb_stop"
@@ -40,6 +47,7 @@ var errGuard = errors.New("cannot instrument module")
 const (
 	secCustom = 0
 	secImport = 2
+	secMemory = 5
 	secGlobal = 6
 	secExport = 7
 	secStart  = 8
@@ -94,16 +102,23 @@ func guard(wasm []byte) ([]byte, guardInfo, error) {
 	if r.err != nil {
 		return nil, info, r.err
 	}
-	var importedGlobals, definedGlobals uint32
+	var importedGlobals, definedGlobals, memories uint32
 	startFunc, hasStart := uint32(0), false
 	for _, s := range secs {
 		switch s.id {
 		case secImport:
-			n, err := countImportedGlobals(s.body)
+			g, mem, err := countImports(s.body)
 			if err != nil {
 				return nil, info, err
 			}
-			importedGlobals = n
+			importedGlobals = g
+			memories += mem
+		case secMemory:
+			sr := &reader{b: s.body}
+			memories += sr.u32()
+			if sr.err != nil {
+				return nil, info, sr.err
+			}
 		case secGlobal:
 			sr := &reader{b: s.body}
 			definedGlobals = sr.u32()
@@ -118,10 +133,23 @@ func guard(wasm []byte) ([]byte, guardInfo, error) {
 			}
 		}
 	}
+	if memories == 0 {
+		return nil, info, fmt.Errorf("%w: the module has no memory (it must define and export one)", errGuard)
+	}
 	stopIdx := importedGlobals + definedGlobals
-	// The check inserted after each loop's block type.
-	check := append(append([]byte{0x23}, leb(stopIdx)...), 0x04, 0x40, 0x00, 0x0B)
-	newGlobal := []byte{0x7F, 0x01, 0x41, 0x00, 0x0B} // mut i32 = i32.const 0
+	ticksIdx := stopIdx + 1
+	// The check inserted after each loop's block type and at the start of
+	// each function body.
+	check := append([]byte{0x23}, leb(stopIdx)...)      // global.get $stop
+	check = append(check, 0x04, 0x40, 0x00, 0x0B, 0x23) // if unreachable end; global.get $ticks
+	check = append(check, leb(ticksIdx)...)
+	check = append(check, 0x41, 0x01, 0x6A, 0x24) // i32.const 1; i32.add; global.set $ticks
+	check = append(check, leb(ticksIdx)...)
+	check = append(check, 0x23) // global.get $ticks
+	check = append(check, leb(ticksIdx)...)
+	check = append(check, 0x41, 0xFF, 0xFF, 0x03, 0x71, 0x45, // i32.const 0xFFFF; i32.and; i32.eqz
+		0x04, 0x40, 0x41, 0x00, 0x40, 0x00, 0x1A, 0x0B) // if (memory.grow 0) drop end
+	newGlobal := []byte{0x7F, 0x01, 0x41, 0x00, 0x0B, 0x7F, 0x01, 0x41, 0x00, 0x0B} // 2 x mut i32 = 0
 	exports := exportEntry(stopExport, 3, stopIdx)
 	if hasStart {
 		exports = append(exports, exportEntry(startExport, 0, startFunc)...)
@@ -140,7 +168,7 @@ func guard(wasm []byte) ([]byte, guardInfo, error) {
 	doneGlobal, doneExport := false, false
 	flushBefore := func(rank int) {
 		if !doneGlobal && rank > sectionRank[secGlobal] {
-			put(secGlobal, append(leb(1), newGlobal...))
+			put(secGlobal, append(leb(2), newGlobal...))
 			doneGlobal = true
 		}
 		if !doneExport && rank > sectionRank[secExport] {
@@ -164,7 +192,7 @@ func guard(wasm []byte) ([]byte, guardInfo, error) {
 		case secGlobal:
 			sr := &reader{b: s.body}
 			n := sr.u32()
-			body := append(leb(n+1), s.body[sr.p:]...)
+			body := append(leb(n+2), s.body[sr.p:]...)
 			put(s.id, append(body, newGlobal...))
 			doneGlobal = true
 		case secExport:
@@ -199,10 +227,9 @@ func exportEntry(name string, kind byte, idx uint32) []byte {
 	return append(b, leb(idx)...)
 }
 
-func countImportedGlobals(body []byte) (uint32, error) {
+func countImports(body []byte) (globals, memories uint32, err error) {
 	r := &reader{b: body}
 	n := r.u32()
-	var globals uint32
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		r.name()
 		r.name()
@@ -214,6 +241,7 @@ func countImportedGlobals(body []byte) (uint32, error) {
 			r.limits()
 		case 2: // memory: limits
 			r.limits()
+			memories++
 		case 3: // global: valtype, mutability
 			r.valType()
 			r.byte()
@@ -225,7 +253,7 @@ func countImportedGlobals(body []byte) (uint32, error) {
 			r.fail("unknown import kind %d", kind)
 		}
 	}
-	return globals, r.err
+	return globals, memories, r.err
 }
 
 // guardCode inserts check after the block type of every loop instruction of
@@ -262,7 +290,12 @@ func guardFunc(dst, code, check []byte) ([]byte, error) {
 		r.u32()
 		r.valType()
 	}
-	last := 0
+	if r.err != nil {
+		return nil, r.err
+	}
+	dst = append(dst, code[:r.p]...)
+	dst = append(dst, check...)
+	last := r.p
 	for r.p < len(code) && r.err == nil {
 		op := r.byte()
 		switch {

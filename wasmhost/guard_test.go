@@ -2,10 +2,13 @@ package wasmhost
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -149,4 +152,39 @@ func FuzzGuard(f *testing.F) {
 		}
 		_ = cm.Close(ctx)
 	})
+}
+
+// TestGuardLetsGCRun: a guest in an endless loop must not hold up the Go
+// runtime's stop-the-world (native code cannot be preempted; the guard
+// leaves it for Go every 65536 loop iterations). runtime.GC returns while
+// the call is still running; canceling the caller then stops the call.
+func TestGuardLetsGCRun(t *testing.T) {
+	m := loadModule(t, hostileWasm, "name = \"hostile\"\ntimeout = \"60s\"")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Process(ctx, events("L"), func(Output) {}) }()
+	for m.Stats().Calls == 0 {
+		runtime.Gosched()
+	}
+	time.Sleep(20 * time.Millisecond) // let the call enter its loop
+	gcDone := make(chan struct{})
+	go func() {
+		runtime.GC()
+		close(gcDone)
+	}()
+	select {
+	case <-gcDone:
+	case err := <-done:
+		t.Fatalf("the call ended (%v) before a garbage collection could run", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("call ended early: %v", err)
+	default:
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Process returned %v, want context.Canceled", err)
+	}
 }
