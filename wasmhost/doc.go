@@ -7,9 +7,14 @@
 // through CallWithStack. Module.Process is the stage API: a batch of input
 // events in, outputs (emits, forwards, dead letters) out through a callback.
 //
-// Isolation: every call runs under a per-call timeout with wazero's
-// WithCloseOnContextDone, so an endless loop costs at most the timeout. A
-// trap, out-of-memory, timeout or malformed output discards the instance; the
+// Isolation: every call runs under a per-call timeout. Load instruments the
+// module (guard.go): every loop iteration and function entry checks a stop
+// flag that the module's watchdog goroutine sets when a call overruns its
+// timeout or its caller's context ends, so an endless loop costs at most
+// the timeout (plus one watchdog tick), and the guest leaves native code
+// for Go every 65536 checks so it cannot hold up the garbage collector.
+// (wazero's WithCloseOnContextDone, used before, made a Go guest ~8x
+// slower and cost ~1 µs per call.) A trap, out-of-memory, timeout or malformed output discards the instance; the
 // batch is retried by bisection so the poison event is isolated and gets the
 // module's error policy while every other event is processed. A module that
 // crashes QuarantineAfter times in a row is quarantined.
