@@ -143,6 +143,7 @@ type instance struct {
 	stack                 [2]uint64
 	lastTimer             time.Time
 	recs                  []outRec
+	out                   []byte            // the output buffer recs were decoded from
 	stop                  api.MutableGlobal // the loop guard's stop flag
 	state                 atomic.Int64      // call state, see watchdog.go
 	done                  <-chan struct{}   // the running call's ctx.Done(); guarded by wd.mu
@@ -437,7 +438,7 @@ func (m *Module) runChunk(ctx context.Context, s *slot, batch []Event, lo, hi in
 	switch kind {
 	case callOK:
 		m.noteSuccess()
-		return m.deliver(batch, lo, hi, s.inst.recs, emit)
+		return m.deliver(batch, lo, hi, s.inst.recs, s.inst.out, emit)
 	case callCanceled:
 		return err
 	case callCrash:
@@ -505,6 +506,7 @@ func (m *Module) callProcess(ctx context.Context, s *slot, evs []Event) (callKin
 		m.malformed.Add(1)
 		return callCrash, fmt.Errorf("%w: output buffer outside memory", ErrMalformedOutput)
 	}
+	inst.out = out
 	inst.recs, err = decodeOutputs(out, decodeLimits{
 		nIn: len(evs), routes: len(m.man.Routes), maxPerInput: m.man.MaxOutputsPerEvent,
 	}, inst.recs[:0])
@@ -524,7 +526,7 @@ func (m *Module) route(r uint16) string {
 
 // deliver reports the decoded outputs of batch[lo:hi]. Counters are
 // summed locally and added once per call.
-func (m *Module) deliver(batch []Event, lo, hi int, recs []outRec, emit func(Output)) error {
+func (m *Module) deliver(batch []Event, lo, hi int, recs []outRec, out []byte, emit func(Output)) error {
 	next := 0 // first input (relative) not yet accounted for
 	var emitted, forwarded, dropped uint64
 	defer func() {
@@ -546,17 +548,17 @@ func (m *Module) deliver(batch []Event, lo, hi int, recs []outRec, emit func(Out
 		case kindEmit:
 			key := ev.Key
 			if r.keySet {
-				key = r.key
+				key = r.key(out)
 			}
 			emitted++
-			emit(Output{Kind: OutputEmit, Module: name, Version: version, Route: m.route(r.route), Input: idx, Event: ev, Key: key, Data: r.data})
+			emit(Output{Kind: OutputEmit, Module: name, Version: version, Route: m.route(r.route), Input: idx, Event: ev, Key: key, Data: r.data(out)})
 		case kindForward:
 			forwarded++
 			emit(Output{Kind: OutputForward, Module: name, Version: version, Route: m.route(r.route), Input: idx, Event: ev, Key: ev.Key, Data: ev.Data})
 		case kindDrop:
 			dropped++
 		case kindError:
-			if err := m.fail(batch, idx, &GuestError{Message: string(r.data)}, emit); err != nil {
+			if err := m.fail(batch, idx, &GuestError{Message: string(r.data(out))}, emit); err != nil {
 				return err
 			}
 		}
@@ -670,10 +672,10 @@ func (m *Module) callNoInput(ctx context.Context, s *slot, fn api.Function, args
 		r := &recs[i]
 		var key []byte
 		if r.keySet {
-			key = r.key
+			key = r.key(out)
 		}
 		m.emitted.Add(1)
-		emit(Output{Kind: OutputEmit, Module: m.man.Name, Version: m.man.Version, Route: m.route(r.route), Input: -1, Key: key, Data: r.data})
+		emit(Output{Kind: OutputEmit, Module: m.man.Name, Version: m.man.Version, Route: m.route(r.route), Input: -1, Key: key, Data: r.data(out)})
 	}
 }
 

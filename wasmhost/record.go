@@ -59,15 +59,30 @@ func encodeInput(dst []byte, ev *Event) int {
 	return size
 }
 
-// outRec is one decoded output record; key and data alias the guest's
-// output buffer.
+// outRec is one decoded output record: where its key and data lie in the
+// output buffer it was decoded from (no pointers, so filling a batch of them
+// costs no GC write barriers).
 type outRec struct {
 	kind   uint8
 	keySet bool
 	route  uint16
 	input  uint32
-	key    []byte
-	data   []byte
+	off    uint32 // start of the key (record offset + header)
+	klen   uint32
+	dlen   uint32 // cut to maxErrorMessage for error records
+}
+
+// key returns the record's key; buf is the buffer it was decoded from.
+func (r *outRec) key(buf []byte) []byte {
+	e := r.off + r.klen
+	return buf[r.off:e:e]
+}
+
+// data returns the record's data; buf is the buffer it was decoded from.
+func (r *outRec) data(buf []byte) []byte {
+	o := r.off + r.klen
+	e := o + r.dlen
+	return buf[o:e:e]
 }
 
 // ErrMalformedOutput is wrapped by every output-decoding error.
@@ -157,15 +172,11 @@ func decodeOutputs(buf []byte, lim decodeLimits, recs []outRec) ([]outRec, error
 				return recs, bad(off, "more than %d outputs for input %d", lim.maxPerInput, in)
 			}
 		}
-		p := outputHeader
-		r := outRec{kind: kind, keySet: flags&flagKeySet != 0, route: route, input: input}
-		r.key = b[p : p+int(klen) : p+int(klen)]
-		p += int(klen)
-		r.data = b[p : p+int(dlen) : p+int(dlen)]
-		if kind == kindError && len(r.data) > maxErrorMessage {
-			r.data = r.data[:maxErrorMessage]
+		if kind == kindError && dlen > maxErrorMessage {
+			dlen = maxErrorMessage
 		}
-		recs = append(recs, r)
+		recs = append(recs, outRec{kind: kind, keySet: flags&flagKeySet != 0, route: route, input: input,
+			off: uint32(off + outputHeader), klen: uint32(klen), dlen: uint32(dlen)})
 		off += size
 	}
 	return recs, nil

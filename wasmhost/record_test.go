@@ -55,8 +55,9 @@ func TestDecodeOutputs(t *testing.T) {
 		}
 	}
 	recs, _ := decodeOutputs(ok[1].buf, lim, nil)
-	if !recs[0].keySet || string(recs[0].key) != "k" || string(recs[0].data) != "hello" || recs[0].route != 1 ||
-		recs[3].kind != kindError || string(recs[3].data) != "boom" {
+	b := ok[1].buf
+	if !recs[0].keySet || string(recs[0].key(b)) != "k" || string(recs[0].data(b)) != "hello" || recs[0].route != 1 ||
+		recs[3].kind != kindError || string(recs[3].data(b)) != "boom" {
 		t.Errorf("decoded %+v", recs)
 	}
 
@@ -117,8 +118,8 @@ func FuzzDecodeOutputs(f *testing.F) {
 		total, cut := 0, false
 		prev := -1
 		for _, r := range recs {
-			cut = cut || (r.kind == kindError && len(r.data) == maxErrorMessage)
-			total += align8(outputHeader + len(r.key) + len(r.data))
+			cut = cut || (r.kind == kindError && len(r.data(buf)) == maxErrorMessage)
+			total += align8(outputHeader + len(r.key(buf)) + len(r.data(buf)))
 			if r.kind < kindEmit || r.kind > kindError || int(r.route) > 2 {
 				t.Fatalf("invalid record accepted: %+v", r)
 			}
