@@ -42,6 +42,7 @@ const (
 	PhaseStopped
 )
 
+// String names the phase.
 func (p Phase) String() string {
 	return [...]string{"starting", "running", "draining", "stopped"}[p]
 }

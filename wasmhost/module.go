@@ -40,6 +40,7 @@ var (
 // GuestError is an error record written by the guest for one event.
 type GuestError struct{ Message string }
 
+// Error implements error.
 func (e *GuestError) Error() string { return "guest error: " + e.Message }
 
 // EventError is returned by Process when an event fails under the halt
@@ -51,10 +52,12 @@ type EventError struct {
 	Err    error
 }
 
+// Error implements error.
 func (e *EventError) Error() string {
 	return fmt.Sprintf("module %s halted at event seq %d (batch index %d): %v", e.Module, e.Seq, e.Index, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *EventError) Unwrap() error { return e.Err }
 
 // OutputKind says what an Output is.
@@ -70,6 +73,7 @@ const (
 	OutputDeadLetter OutputKind = 5
 )
 
+// String names the output kind.
 func (k OutputKind) String() string {
 	switch k {
 	case OutputEmit:

@@ -19,6 +19,7 @@ const (
 	ScopeAdmin
 )
 
+// String names the scope.
 func (sc Scope) String() string {
 	switch sc {
 	case ScopePublish:

@@ -352,6 +352,7 @@ type Error struct {
 	Fields map[string]any
 }
 
+// Error implements error.
 func (e *Error) Error() string { return e.Msg }
 
 func apiErr(status int, msg string, kv ...any) *Error {

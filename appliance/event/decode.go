@@ -58,6 +58,7 @@ type Error struct {
 // Unwrap returns the sentinel error, if any.
 func (e *Error) Unwrap() error { return e.Err }
 
+// Error implements error.
 func (e *Error) Error() string {
 	return fmt.Sprintf("event %d: %s (at byte %d)", e.Index, e.Msg, e.Offset)
 }

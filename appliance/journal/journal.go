@@ -40,6 +40,7 @@ type EvictedError struct {
 	Earliest int64 // the earliest sequence still available
 }
 
+// Error implements error.
 func (e *EvictedError) Error() string {
 	return fmt.Sprintf("journal: sequence %d evicted, earliest available is %d", e.From, e.Earliest)
 }

@@ -79,6 +79,7 @@ type GoneError struct {
 	From, Earliest int64
 }
 
+// Error implements error.
 func (e *GoneError) Error() string {
 	return fmt.Sprintf("sequence %d is no longer held by the ring buffer; earliest available is %d", e.From, e.Earliest)
 }

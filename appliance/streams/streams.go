@@ -52,6 +52,7 @@ const (
 	KindDeadLetter Kind = 5
 )
 
+// String names the kind.
 func (k Kind) String() string {
 	switch k {
 	case KindEmit:
@@ -445,6 +446,7 @@ func (st *Stream) WaitDurable(ctx context.Context, seq int64) error {
 // GoneError says a read asked for records retention already deleted.
 type GoneError struct{ From, Earliest int64 }
 
+// Error implements error.
 func (e *GoneError) Error() string {
 	return fmt.Sprintf("sequence %d is no longer held by the stream; earliest available is %d", e.From, e.Earliest)
 }
