@@ -25,8 +25,10 @@
 // node that comes back from rolling the fleet back, and concurrent changes
 // from flapping. The last set seen from each peer is kept in
 // Options.StateFile, so changes made while this node was down are followed
-// when it comes back; a node that joins for the first time does not receive
-// modules installed before it joined.
+// when it comes back. The first set seen from a peer (a node joining the
+// fleet, or a peer it never saw) installs the modules this node has none of
+// that name for, and nothing else: no replacement or removal is inferred
+// from a first sight.
 //
 // A download whose sha256 is not the announced one is refused (logged,
 // counted as rejected, not retried); other failures are retried a few times.
@@ -258,11 +260,20 @@ func (r *Rollout) processPending(ctx context.Context) {
 		prev, known := r.seen[peer]
 		r.seen[peer] = next
 		changed = changed || !known || !maps.Equal(prev, next)
-		if !known {
-			r.log.Debug("first module set of peer recorded (changes after this are followed)", "peer", peer, "modules", len(next))
+		if !r.o.Receive {
 			continue
 		}
-		if !r.o.Receive {
+		if !known {
+			// First set ever seen from this peer: catch up with the modules
+			// this node has no module of that name for (a new node joining
+			// the fleet); nothing is replaced or removed on a first sight.
+			r.log.Debug("first module set of peer recorded (changes after this are followed)", "peer", peer, "modules", len(next))
+			local := index(r.o.Local.List())
+			for _, name := range slices.Sorted(maps.Keys(next)) {
+				if _, have := local[name]; !have {
+					r.apply(ctx, peer, op{mod: next[name]}, 1)
+				}
+			}
 			continue
 		}
 		for _, o := range diff(prev, next) {

@@ -357,15 +357,20 @@ func TestChangeWhileDownFollowed(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "v2 on the restarted dst", func() bool { return hasModule(dst2.local, "counter", sum(v2)) })
 
-	// A node with no history records src's set as its baseline: nothing installed.
+	// A node with no history that joins the fleet catches up with the
+	// modules it has none of (installed before it joined).
 	fresh := startFleetNodeAt(t, ctx, &wg, "fresh", true, seeds, t.TempDir(), filepath.Join(t.TempDir(), StateFileName))
-	eventually(t, 15*time.Second, "fresh knows src's set", func() bool {
-		_, ok := fresh.node.Modules("src")
+	eventually(t, 20*time.Second, "v2 on the fresh node", func() bool { return hasModule(fresh.local, "counter", sum(v2)) })
+
+	// A fresh node that does not opt in records the sets and installs nothing.
+	optOut := startFleetNodeAt(t, ctx, &wg, "opt-out", false, seeds, t.TempDir(), filepath.Join(t.TempDir(), StateFileName))
+	eventually(t, 15*time.Second, "opt-out knows src's set", func() bool {
+		_, ok := optOut.node.Modules("src")
 		return ok
 	})
 	time.Sleep(500 * time.Millisecond)
-	if len(fresh.local.List()) != 0 || fresh.ro.Stats().Installed != 0 {
-		t.Errorf("fresh node installed modules from before it joined: %s", names(fresh.local.List()))
+	if len(optOut.local.List()) != 0 || optOut.ro.Stats().Installed != 0 {
+		t.Errorf("a node that did not opt in installed modules: %s", names(optOut.local.List()))
 	}
 }
 
