@@ -118,7 +118,6 @@ func (p *BatchEventProcessor[T]) loop() error {
 	ws := p.ring.core.ws
 	relaxed := p.ring.core.relaxed
 	cp, _ := ws.(capacityParker)
-	idle := 0
 	for {
 		available, err := p.barrier.WaitFor(next)
 		if err != nil {
@@ -143,19 +142,13 @@ func (p *BatchEventProcessor[T]) loop() error {
 			}
 		}
 		if available < next {
-			// Claimed but not yet published: the producer is writing the
-			// slot. Back off so as not to keep stealing the cursor's cache
-			// line from the producers.
-			idle++
-			if idle < 64 {
-				spinPause()
-			} else {
-				idle = 0
-				runtime.Gosched()
-			}
+			// Claimed but not yet published: the producer is between its
+			// claim and its publish, and may have been descheduled there
+			// (more producers than cores). Yield so that it can run,
+			// rather than spin on its cache line.
+			runtime.Gosched()
 			continue
 		}
-		idle = 0
 		end := available
 		if end-next >= p.maxBatch {
 			end = next + p.maxBatch - 1
