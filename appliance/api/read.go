@@ -194,11 +194,7 @@ func (s *Server) stream(c *fiber.Ctx) error {
 				})
 				var gone *pipeline.GoneError
 				if errors.As(err, &gone) {
-					b = append(b, "event: gap\ndata: {\"from\":"...)
-					b = strconv.AppendInt(b, next, 10)
-					b = append(b, `,"earliest":`...)
-					b = strconv.AppendInt(b, gone.Earliest, 10)
-					b = append(b, "}\n\n"...)
+					b = appendSSEGap(b, next, gone.Earliest)
 					next = gone.Earliest
 					continue
 				}
@@ -235,4 +231,14 @@ func (s *Server) stream(c *fiber.Ctx) error {
 		}
 	})
 	return nil
+}
+
+// appendSSEGap appends a server-sent "gap" event: the reader asked for from,
+// which is no longer held; it continues at earliest.
+func appendSSEGap(b []byte, from, earliest int64) []byte {
+	b = append(b, "event: gap\ndata: {\"from\":"...)
+	b = strconv.AppendInt(b, from, 10)
+	b = append(b, `,"earliest":`...)
+	b = strconv.AppendInt(b, earliest, 10)
+	return append(b, "}\n\n"...)
 }

@@ -254,11 +254,7 @@ func (s *Server) tailStream(c *fiber.Ctx) error {
 				})
 				var gone *streams.GoneError
 				if errors.As(err, &gone) {
-					b = append(b, "event: gap\ndata: {\"from\":"...)
-					b = strconv.AppendInt(b, next, 10)
-					b = append(b, `,"earliest":`...)
-					b = strconv.AppendInt(b, gone.Earliest, 10)
-					b = append(b, "}\n\n"...)
+					b = appendSSEGap(b, next, gone.Earliest)
 					next = gone.Earliest
 					continue
 				}
