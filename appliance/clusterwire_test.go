@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -53,6 +54,9 @@ func clusterConfig(t *testing.T, id string, seeds ...string) config.Config {
 	c.SuspicionMult = 3
 	c.RejoinInterval = config.D(250 * time.Millisecond)
 	c.DeadNodeReclaimTime = config.D(300 * time.Millisecond)
+	// Keeps this test binary's nodes to themselves (packages run in
+	// parallel and reuse each other's freed ports).
+	c.Label = fmt.Sprintf("test-%d", os.Getpid())
 	return cfg
 }
 

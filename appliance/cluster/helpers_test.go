@@ -48,8 +48,15 @@ func fastOpts(id, ip string) Options {
 		MetaRefresh:         100 * time.Millisecond,
 		ResolveTimeout:      300 * time.Millisecond,
 		MetaFunc:            func() Meta { return Meta{APIURL: "http://" + ip + "/" + id, Version: "test", Ready: true} },
+		Label:               testLabel,
 	}
 }
+
+// testLabel keeps this test binary's nodes to themselves: `go test ./...`
+// runs packages in parallel, and a node re-joining a stale address of a
+// finished test could otherwise reach another package's node that now
+// holds that port.
+var testLabel = fmt.Sprintf("test-%d", os.Getpid())
 
 // startNode creates and starts a node, closing it at the end of the test.
 func startNode(t testing.TB, opts Options) *Node {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -182,6 +183,9 @@ func fastCluster(id string) cluster.Options {
 		ReadyTimeout:        time.Second,
 		MetaRefresh:         100 * time.Millisecond,
 		ResolveTimeout:      300 * time.Millisecond,
+		// Keeps this test binary's nodes to themselves (packages run in
+		// parallel and reuse each other's freed ports).
+		Label: fmt.Sprintf("test-%d", os.Getpid()),
 	}
 }
 

@@ -27,6 +27,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// Every binary started here inherits a cluster label of its own, so its
+	// gossip never mixes with another test package's nodes (go test ./...
+	// runs packages in parallel, and freed ports are reused).
+	os.Setenv("BADBATCH_CLUSTER_LABEL", fmt.Sprintf("test-%d", os.Getpid()))
 	dir, err := os.MkdirTemp("", "badbatch-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
