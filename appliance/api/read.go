@@ -54,36 +54,10 @@ func appendEvent(b []byte, e *event.Copy) []byte {
 // readEvents serves GET /api/v1/events?from=&to=&limit=.
 func (s *Server) readEvents(c *fiber.Ctx) error {
 	l := s.limits.Load()
-	from, hasFrom, err := queryInt(c, "from")
-	if err != nil {
-		return err
-	}
-	to, hasTo, err := queryInt(c, "to")
-	if err != nil {
-		return err
-	}
-	limit, hasLimit, err := queryInt(c, "limit")
-	if err != nil {
-		return err
-	}
-	if !hasLimit || limit > int64(l.ReadLimit) {
-		limit = int64(l.ReadLimit)
-	}
-	if hasLimit && limit < 1 {
-		return apiErr(fiber.StatusBadRequest, "invalid limit=0: want at least 1")
-	}
 	st := s.p.Status()
-	if !hasFrom {
-		from = st.Earliest
-	}
-	if !hasTo {
-		to = from + limit - 1
-		if to < from { // overflow near MaxInt64
-			to = math.MaxInt64
-		}
-	}
-	if to < from {
-		return apiErr(fiber.StatusBadRequest, fmt.Sprintf("invalid range: to (%d) is before from (%d)", to, from))
+	from, to, limit, err := parseRange(c, l.ReadLimit, st.Earliest)
+	if err != nil {
+		return err
 	}
 	sc := s.getScratch()
 	defer s.putScratch(sc)
@@ -241,4 +215,41 @@ func appendSSEGap(b []byte, from, earliest int64) []byte {
 	b = append(b, `,"earliest":`...)
 	b = strconv.AppendInt(b, earliest, 10)
 	return append(b, "}\n\n"...)
+}
+
+// parseRange reads the from, to and limit query parameters of a range read:
+// from defaults to earliest, limit to (and is capped at) readLimit, to to
+// from+limit-1. A limit below 1 or a to before from is a 400.
+func parseRange(c *fiber.Ctx, readLimit int, earliest int64) (from, to, limit int64, err error) {
+	from, hasFrom, err := queryInt(c, "from")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	to, hasTo, err := queryInt(c, "to")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	limit, hasLimit, err := queryInt(c, "limit")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if hasLimit && limit < 1 {
+		return 0, 0, 0, apiErr(fiber.StatusBadRequest, "invalid limit=0: want at least 1")
+	}
+	if !hasLimit || limit > int64(readLimit) {
+		limit = int64(readLimit)
+	}
+	if !hasFrom {
+		from = earliest
+	}
+	if !hasTo {
+		to = from + limit - 1
+		if to < from { // overflow near MaxInt64
+			to = math.MaxInt64
+		}
+	}
+	if to < from {
+		return 0, 0, 0, apiErr(fiber.StatusBadRequest, fmt.Sprintf("invalid range: to (%d) is before from (%d)", to, from))
+	}
+	return from, to, limit, nil
 }

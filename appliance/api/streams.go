@@ -113,36 +113,9 @@ func (s *Server) readStream(c *fiber.Ctx) error {
 		return err
 	}
 	l := s.limits.Load()
-	from, hasFrom, err := queryInt(c, "from")
+	from, to, limit, err := parseRange(c, l.ReadLimit, st.Earliest())
 	if err != nil {
 		return err
-	}
-	to, hasTo, err := queryInt(c, "to")
-	if err != nil {
-		return err
-	}
-	limit, hasLimit, err := queryInt(c, "limit")
-	if err != nil {
-		return err
-	}
-	if hasLimit && limit < 1 {
-		return apiErr(fiber.StatusBadRequest, "invalid limit=0: want at least 1")
-	}
-	if !hasLimit || limit > int64(l.ReadLimit) {
-		limit = int64(l.ReadLimit)
-	}
-	earliest := st.Earliest()
-	if !hasFrom {
-		from = earliest
-	}
-	if !hasTo {
-		to = from + limit - 1
-		if to < from {
-			to = math.MaxInt64
-		}
-	}
-	if to < from {
-		return apiErr(fiber.StatusBadRequest, fmt.Sprintf("invalid range: to (%d) is before from (%d)", to, from))
 	}
 	b := []byte(`{"stream":`)
 	b = appendString(b, st.Name())
