@@ -9,6 +9,14 @@
 // them, its version, the kind of output and the input event's sequence
 // (source), framed inside the journal record's data (see Record).
 //
+// A forward (a module passing its input on unchanged) is stored by
+// reference: the record holds the input event's sequence, not a second copy
+// of its key and data, and Read fills them in from the input journal
+// (Options.Source). A by-reference record whose input event the input
+// journal no longer holds (retention) is read with SourceMissing set and no
+// data; by-reference records only become readable once their input event
+// is durable too.
+//
 // Appends are ordered per stream by a mutex, so the handler stage and the
 // registry's timer and flush outputs may write concurrently. Commit writes
 // the appended records (one write per stream per batch); records become
@@ -16,6 +24,7 @@
 package streams
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -30,6 +39,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/badbatch/badbatch/appliance/journal"
 )
@@ -87,6 +97,10 @@ type Output struct {
 	Key       []byte
 	Data      []byte
 	Err       string // dead letters: why
+	// Ref stores the output by reference: it is input event Source itself,
+	// unchanged (a forward). Only Source is stored and Key and Data are
+	// ignored; Read takes them from the input journal (Options.Source).
+	Ref bool
 }
 
 // Record is one stored output. Its byte slices are owned by the Record.
@@ -100,20 +114,40 @@ type Record struct {
 	Key       []byte
 	Data      []byte
 	Err       string
+	// Ref: the record was stored by reference to input event Source (see
+	// Output.Ref); Key and Data were read from the input journal.
+	Ref bool
+	// SourceMissing: a by-reference record whose input event is no longer
+	// available (evicted by the input journal's retention, or no input
+	// journal); Key and Data are empty.
+	SourceMissing bool
+}
+
+// SourceReader reads the input journal that by-reference records point
+// into (*journal.Journal implements it).
+type SourceReader interface {
+	ReadRange(from, to int64, limit int) ([]journal.Record, error)
+	Durable() int64
+	Earliest() int64
 }
 
 // Record framing inside journal.Record.Data (little endian):
 //
-//	format:u8 (1) kind:u8 source:i64 version_len:u8 err_len:u16 | version err data
+//	format:u8 kind:u8 source:i64 version_len:u8 err_len:u16 | version err data
 //
-// journal.Record.Producer holds the module name and Key the output key.
+// format 1 stores the output's data inline (journal.Record.Key holds its
+// key); format 2 stores it by reference to input event source: no key, no
+// data. journal.Record.Producer holds the module name.
 const (
-	frameFormat = 1
-	frameHeader = 1 + 1 + 8 + 1 + 2
-	maxErrLen   = 1024
+	frameFormat    = 1
+	frameFormatRef = 2
+	frameHeader    = 1 + 1 + 8 + 1 + 2
+	maxErrLen      = 1024
 )
 
-func appendFrame(b []byte, o *Output) []byte {
+// appendHead appends o's frame header, version and error (everything but
+// the data) to b.
+func appendHead(b []byte, o *Output) []byte {
 	ver := o.Version
 	if len(ver) > 255 {
 		ver = ver[:255]
@@ -122,18 +156,21 @@ func appendFrame(b []byte, o *Output) []byte {
 	if len(msg) > maxErrLen {
 		msg = msg[:maxErrLen]
 	}
-	b = append(b, frameFormat, byte(o.Kind))
+	format := byte(frameFormat)
+	if o.Ref {
+		format = frameFormatRef
+	}
+	b = append(b, format, byte(o.Kind))
 	b = binary.LittleEndian.AppendUint64(b, uint64(o.Source))
 	b = append(b, byte(len(ver)))
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(msg)))
 	b = append(b, ver...)
-	b = append(b, msg...)
-	return append(b, o.Data...)
+	return append(b, msg...)
 }
 
 func decodeFrame(r *journal.Record) (Record, error) {
 	d := r.Data
-	if len(d) < frameHeader || d[0] != frameFormat {
+	if len(d) < frameHeader || (d[0] != frameFormat && d[0] != frameFormatRef) {
 		return Record{}, fmt.Errorf("stream record %d: bad frame", r.Sequence)
 	}
 	vl := int(d[10])
@@ -155,6 +192,12 @@ func decodeFrame(r *journal.Record) (Record, error) {
 	out.Err = string(d[p : p+el])
 	p += el
 	out.Data = d[p:]
+	if d[0] == frameFormatRef {
+		if p != len(d) || out.Source < 0 {
+			return Record{}, fmt.Errorf("stream record %d: by-reference frame with data or without a source", r.Sequence)
+		}
+		out.Ref, out.Data, out.Key = true, nil, nil
+	}
 	return out, nil
 }
 
@@ -172,6 +215,10 @@ type Options struct {
 	// FsyncInterval is how often appended records are fsynced and become
 	// readable (zero: 10ms).
 	FsyncInterval time.Duration
+	// Source is the input journal by-reference records point into; nil
+	// when there is none (by-reference records then read as
+	// SourceMissing, and the appliance stores every output inline).
+	Source SourceReader
 	Logger        *slog.Logger
 }
 
@@ -192,9 +239,12 @@ type Stream struct {
 	name string
 	j    *journal.Journal
 
+	src SourceReader
+
 	mu      sync.Mutex // orders appends
 	next    int64
-	buf     []byte
+	buf     []byte           // frame heads of the records being appended
+	recs    []journal.Record // the records being appended
 	pending bool
 
 	appended atomic.Uint64
@@ -270,7 +320,7 @@ func (s *Set) Ensure(name string) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("streams: open %s: %w", name, err)
 	}
-	st = &Stream{name: name, j: j, next: j.LastSequence() + 1}
+	st = &Stream{name: name, j: j, src: s.opts.Source, next: j.LastSequence() + 1}
 	s.streams[name] = st
 	return st, nil
 }
@@ -318,6 +368,16 @@ func (s *Set) AppendTo(st *Stream, o *Output) (int64, error) {
 		s.appendErrors.Add(1)
 	}
 	return seq, err
+}
+
+// AppendBatchTo appends outs to st (a stream of this set) like
+// Stream.AppendBatch, counting the outputs it could not append.
+func (s *Set) AppendBatchTo(st *Stream, outs []Output) (int64, error) {
+	first, n, err := st.AppendBatch(outs)
+	if err != nil {
+		s.appendErrors.Add(uint64(len(outs) - n))
+	}
+	return first, err
 }
 
 // AppendErrors counts outputs that could not be appended.
@@ -375,31 +435,61 @@ func (st *Stream) Name() string { return st.name }
 // Append appends o and returns its sequence in the stream. The record is
 // written by the next Commit and readable once durable.
 func (st *Stream) Append(o *Output) (int64, error) {
+	seq, _, err := st.AppendBatch(unsafe.Slice(o, 1))
+	return seq, err
+}
+
+// AppendBatch appends outs in order under one lock and returns the
+// sequence of the first (the others follow it) and how many were appended:
+// on an error, outs[:n] stay appended.
+func (st *Stream) AppendBatch(outs []Output) (first int64, n int, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.buf = appendFrame(st.buf[:0], o)
-	seq := st.next
-	key := o.Key
-	if len(key) > math.MaxUint16 {
-		key = key[:math.MaxUint16]
+	first = st.next
+	st.buf = st.buf[:0]
+	for i := range outs {
+		st.buf = appendHead(st.buf, &outs[i])
 	}
-	for {
-		err := st.j.Append(journal.Record{Sequence: seq, Timestamp: o.Timestamp, Producer: []byte(o.Module), Key: key, Data: st.buf})
+	st.recs = slices.Grow(st.recs[:0], len(outs))[:len(outs)]
+	off := 0
+	for i := range outs {
+		o := &outs[i]
+		n := frameHeader + min(len(o.Version), 255) + min(len(o.Err), maxErrLen)
+		r := journal.Record{Sequence: st.next + int64(i), Timestamp: o.Timestamp,
+			Producer: unsafe.Slice(unsafe.StringData(o.Module), len(o.Module)), // only read (copied) by the journal
+			Head:     st.buf[off : off+n : off+n]}
+		off += n
+		if !o.Ref {
+			r.Key, r.Data = o.Key, o.Data
+			if len(r.Key) > math.MaxUint16 {
+				r.Key = r.Key[:math.MaxUint16]
+			}
+		}
+		st.recs[i] = r
+	}
+	defer clear(st.recs) // drop the references to the callers' bytes
+	recs := st.recs
+	for len(recs) > 0 {
+		k, err := st.j.AppendBatch(recs)
+		n += k
+		st.next += int64(k)
+		st.appended.Add(uint64(k))
+		if k > 0 {
+			st.pending = true
+		}
+		recs = recs[k:]
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, journal.ErrUnavailable) {
-			return -1, fmt.Errorf("stream %s: %w", st.name, err)
+			return first, n, fmt.Errorf("stream %s: %w", st.name, err)
 		}
 		// Failing and its buffer is full: try to write out what is buffered.
 		if cerr := st.j.Commit(); cerr != nil {
-			return -1, fmt.Errorf("stream %s: %w", st.name, cerr)
+			return first, n, fmt.Errorf("stream %s: %w", st.name, cerr)
 		}
 	}
-	st.next++
-	st.pending = true
-	st.appended.Add(1)
-	return seq, nil
+	return first, n, nil
 }
 
 // Commit writes the records appended since the last Commit.
@@ -453,7 +543,9 @@ func (e *GoneError) Error() string {
 
 // Read calls fn for up to limit durable records in from..to, in order, and
 // returns the sequence after the last one delivered. A from below the
-// retained range is a *GoneError.
+// retained range is a *GoneError. By-reference records get the key and data
+// of their input event; the read stops before one whose input event is not
+// durable yet (a later read returns it).
 func (st *Stream) Read(from, to int64, limit int, fn func(*Record) error) (int64, error) {
 	if from < 0 || to < from || limit < 1 {
 		return from, fmt.Errorf("streams: invalid range from=%d to=%d limit=%d", from, to, limit)
@@ -469,18 +561,93 @@ func (st *Stream) Read(from, to int64, limit int, fn func(*Record) error) (int64
 		}
 		return from, fmt.Errorf("stream %s: %w", st.name, err)
 	}
-	next := from
+	out := make([]Record, 0, len(recs))
 	for i := range recs {
 		r, err := decodeFrame(&recs[i])
 		if err != nil {
+			if len(out) == 0 {
+				return from, err
+			}
+			break // deliver the good records first; the next read reports it
+		}
+		out = append(out, r)
+	}
+	out, err = st.resolve(out)
+	if err != nil {
+		return from, err
+	}
+	next := from
+	for i := range out {
+		if err := fn(&out[i]); err != nil {
 			return next, err
 		}
-		if err := fn(&r); err != nil {
-			return next, err
-		}
-		next = r.Sequence + 1
+		next = out[i].Sequence + 1
 	}
 	return next, nil
+}
+
+// resolve fills in the key and data of by-reference records from the
+// input journal and returns recs cut before the first one whose input
+// event is not durable yet.
+func (st *Stream) resolve(recs []Record) ([]Record, error) {
+	lo, hi, refs := int64(math.MaxInt64), int64(-1), 0
+	for i := range recs {
+		r := &recs[i]
+		if !r.Ref {
+			continue
+		}
+		if st.src == nil {
+			r.SourceMissing = true
+			continue
+		}
+		if r.Source > st.src.Durable() {
+			recs = recs[:i]
+			break
+		}
+		lo, hi, refs = min(lo, r.Source), max(hi, r.Source), refs+1
+	}
+	if refs == 0 {
+		return recs, nil
+	}
+	// Forwards point at increasing input sequences, mostly without gaps:
+	// one range read serves them all. Sparse references are read one by one.
+	var src []journal.Record
+	lo = max(lo, st.src.Earliest())
+	if hi >= lo {
+		if span := hi - lo + 1; span <= int64(4*refs+64) {
+			rs, err := st.src.ReadRange(lo, hi, int(span))
+			if err != nil && !errors.Is(err, journal.ErrEvicted) {
+				return nil, fmt.Errorf("stream %s: read input events %d..%d: %w", st.name, lo, hi, err)
+			}
+			src = rs
+		} else {
+			for i := range recs {
+				r := &recs[i]
+				if !r.Ref || r.Source < lo {
+					continue
+				}
+				rs, err := st.src.ReadRange(r.Source, r.Source, 1)
+				if err != nil && !errors.Is(err, journal.ErrEvicted) {
+					return nil, fmt.Errorf("stream %s: read input event %d: %w", st.name, r.Source, err)
+				}
+				src = append(src, rs...)
+			}
+			slices.SortFunc(src, func(a, b journal.Record) int { return cmp.Compare(a.Sequence, b.Sequence) })
+		}
+	}
+	for i := range recs {
+		r := &recs[i]
+		if !r.Ref || r.SourceMissing {
+			continue
+		}
+		k, ok := slices.BinarySearchFunc(src, r.Source, func(e journal.Record, seq int64) int { return cmp.Compare(e.Sequence, seq) })
+		if !ok {
+			r.SourceMissing = true
+			continue
+		}
+		r.Key, r.Data = src[k].Key, src[k].Data
+	}
+	return recs, nil
 }
 
 // Info summarises a stream.

@@ -143,10 +143,20 @@ func TestGoneAfterRetention(t *testing.T) {
 	}
 }
 
+// appendFrame is the whole frame Stream.AppendBatch writes for o.
+func appendFrame(b []byte, o *Output) []byte {
+	b = appendHead(b, o)
+	if o.Ref {
+		return b
+	}
+	return append(b, o.Data...)
+}
+
 // FuzzDecodeFrame: stored frames never panic the decoder, and valid ones
 // round-trip.
 func FuzzDecodeFrame(f *testing.F) {
 	f.Add(appendFrame(nil, &Output{Kind: KindEmit, Version: "1", Source: 7, Data: []byte(`{}`)}), "m")
+	f.Add(appendFrame(nil, &Output{Kind: KindForward, Version: "2", Source: 9, Ref: true}), "m")
 	f.Add(appendFrame(nil, &Output{Kind: KindDeadLetter, Err: "boom", Source: -1}), "")
 	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255}, "x")
 	f.Fuzz(func(t *testing.T, data []byte, module string) {
@@ -154,9 +164,174 @@ func FuzzDecodeFrame(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again := appendFrame(nil, &Output{Kind: r.Kind, Version: r.Version, Source: r.Source, Err: r.Err, Data: r.Data})
+		again := appendFrame(nil, &Output{Kind: r.Kind, Version: r.Version, Source: r.Source, Err: r.Err, Data: r.Data, Ref: r.Ref})
 		if string(again) != string(data) {
 			t.Fatalf("re-encoded frame differs: %x vs %x", again, data)
 		}
 	})
+}
+
+// TestForwardByReference: forwards are stored as references to the input
+// journal and read back with the input event's key and data, in batches of
+// contiguous and of sparse sources; a reference to an event retention
+// evicted reads as SourceMissing; a read stops before a reference whose
+// input event is not durable yet; without an input journal every
+// reference reads as SourceMissing.
+func TestForwardByReference(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	in, err := journal.Open(journal.Options{Dir: t.TempDir(), Fsync: journal.FsyncBatch, SegmentSize: 4096,
+		RetentionBytes: 16384, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	// Input events 0..199 (key k<i>, data {"i":<i>}), durable.
+	for i := range int64(200) {
+		if err := in.Append(journal.Record{Sequence: i, Timestamp: i + 1, Key: fmt.Appendf(nil, "k%d", i), Data: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, Source: in, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stream records: forwards of 0..99 (contiguous), then of every 50th
+	// input (sparse), with an inline emit between them.
+	var outs []Output
+	for i := range int64(100) {
+		outs = append(outs, Output{Kind: KindForward, Module: "filter", Version: "v1", Source: i, Timestamp: i, Ref: true,
+			Key: []byte("ignored"), Data: []byte("ignored")})
+	}
+	outs = append(outs, Output{Kind: KindEmit, Module: "enricher", Version: "v2", Source: 100, Data: []byte(`{"new":true}`)})
+	for i := int64(0); i < 200; i += 50 {
+		outs = append(outs, Output{Kind: KindForward, Module: "filter", Version: "v1", Source: i, Ref: true})
+	}
+	st, err := s.Ensure(Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, n, err := st.AppendBatch(outs); err != nil || first != 0 || n != len(outs) {
+		t.Fatalf("AppendBatch: first %d, n %d, %v", first, n, err)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check := func(r *Record, wantSrc int64) {
+		t.Helper()
+		if !r.Ref || r.SourceMissing || r.Source != wantSrc || r.Kind != KindForward || r.Module != "filter" || r.Version != "v1" ||
+			string(r.Key) != fmt.Sprintf("k%d", wantSrc) || string(r.Data) != fmt.Sprintf(`{"i":%d}`, wantSrc) {
+			t.Errorf("record %d: %+v (key %q data %q), want the input event %d", r.Sequence, r, r.Key, r.Data, wantSrc)
+		}
+	}
+	var got []Record
+	next, err := st.Read(0, 1000, 1000, func(r *Record) error { got = append(got, *r); return nil })
+	if err != nil || next != int64(len(outs)) || len(got) != len(outs) {
+		t.Fatalf("read: next %d, %d records, %v; want %d", next, len(got), err, len(outs))
+	}
+	for i := range 100 {
+		check(&got[i], int64(i))
+	}
+	if r := got[100]; r.Ref || string(r.Data) != `{"new":true}` || r.Module != "enricher" {
+		t.Errorf("inline emit: %+v", r)
+	}
+	for i, src := range []int64{0, 50, 100, 150} {
+		check(&got[101+i], src)
+	}
+	// Sparse sources only (one read per reference).
+	got = got[:0]
+	if _, err := st.Read(101, 104, 10, func(r *Record) error { got = append(got, *r); return nil }); err != nil || len(got) != 4 {
+		t.Fatalf("sparse read: %d records, %v", len(got), err)
+	}
+	for i, src := range []int64{0, 50, 100, 150} {
+		check(&got[i], src)
+	}
+
+	// A forward of input 200, which is appended but not durable yet: the
+	// read stops before it, and returns it once it is.
+	if err := in.Append(journal.Record{Sequence: 200, Key: []byte("k200"), Data: []byte(`{"i":200}`)}); err != nil {
+		t.Fatal(err)
+	}
+	seq, err := st.Append(&Output{Kind: KindForward, Module: "filter", Version: "v1", Source: 200, Ref: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.WaitDurable(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if next, err := st.Read(seq, seq, 1, func(*Record) error { n++; return nil }); err != nil || n != 0 || next != seq {
+		t.Fatalf("read of a reference to a non-durable input: %d records, next %d, %v", n, next, err)
+	}
+	if err := in.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Read(seq, seq, 1, func(r *Record) error { check(r, 200); n++; return nil }); err != nil || n != 1 {
+		t.Fatalf("read after the input became durable: %d records, %v", n, err)
+	}
+
+	// Retention evicts the input's first segments: references to them read
+	// as SourceMissing, the stream record itself is still there.
+	for i := int64(201); i < 400; i++ {
+		if err := in.Append(journal.Record{Sequence: i, Data: []byte(`{"filler":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if in.Earliest() <= 150 {
+		t.Fatalf("retention kept the input from %d: the test needs 0..150 evicted", in.Earliest())
+	}
+	got = got[:0]
+	if _, err := st.Read(0, seq, 1000, func(r *Record) error { got = append(got, *r); return nil }); err != nil || len(got) != int(seq+1) {
+		t.Fatalf("read after input eviction: %d records, %v", len(got), err)
+	}
+	missing := 0
+	for i := range got {
+		switch r := &got[i]; {
+		case !r.Ref:
+		case r.Source < in.Earliest():
+			missing++
+			if !r.SourceMissing || r.Data != nil {
+				t.Errorf("reference to evicted input %d: %+v", r.Source, r)
+			}
+		default:
+			check(r, r.Source)
+		}
+	}
+	if missing == 0 {
+		t.Error("no reference to an evicted input was checked")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopen the streams without an input journal: references cannot be
+	// resolved and say so.
+	s2, err := Open(Options{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	st2, _ := s2.Get(Default)
+	got = got[:0]
+	if _, err := st2.Read(0, 0, 1, func(r *Record) error { got = append(got, *r); return nil }); err != nil || len(got) != 1 {
+		t.Fatalf("read without input journal: %d records, %v", len(got), err)
+	}
+	if r := got[0]; !r.Ref || !r.SourceMissing || r.Data != nil || r.Source != 0 {
+		t.Errorf("reference without an input journal: %+v", r)
+	}
 }
