@@ -133,21 +133,42 @@ type SourceReader interface {
 
 // Record framing inside journal.Record.Data (little endian):
 //
-//	format:u8 kind:u8 source:i64 version_len:u8 err_len:u16 | version err data
+//	format:u8 kind:u8 source:i64 version_len:u8 err_len:u16 | version err rest
 //
-// format 1 stores the output's data inline (journal.Record.Key holds its
-// key); format 2 stores it by reference to input event source: no key, no
-// data. journal.Record.Producer holds the module name.
+// journal.Record.Producer holds the module name. By format:
+//
+//   - 1: one output with its data inline: rest is the data and
+//     journal.Record.Key its key.
+//   - 2: one output stored by reference to input event source: no rest.
+//   - 3: a run of count forwards by reference, of one module version at one
+//     time, stored as one journal record: rest is count:u16 followed by
+//     count-1 uvarint deltas between successive sources (each >= 1);
+//     source is the first one's. The run's outputs have the stream
+//     sequences journal.Record.Sequence-count+1 .. journal.Record.Sequence:
+//     a journal record is keyed by its last output, so the journal's
+//     durable and last sequences are the stream's.
 const (
 	frameFormat    = 1
 	frameFormatRef = 2
+	frameFormatRun = 3
 	frameHeader    = 1 + 1 + 8 + 1 + 2
 	maxErrLen      = 1024
+	// maxRun bounds the forwards of one run record (and so how far before
+	// a read's start the record holding it can begin).
+	maxRun = 256
 )
 
 // appendHead appends o's frame header, version and error (everything but
 // the data) to b.
 func appendHead(b []byte, o *Output) []byte {
+	format := byte(frameFormat)
+	if o.Ref {
+		format = frameFormatRef
+	}
+	return appendHeadFormat(b, o, format)
+}
+
+func appendHeadFormat(b []byte, o *Output, format byte) []byte {
 	ver := o.Version
 	if len(ver) > 255 {
 		ver = ver[:255]
@@ -155,10 +176,6 @@ func appendHead(b []byte, o *Output) []byte {
 	msg := o.Err
 	if len(msg) > maxErrLen {
 		msg = msg[:maxErrLen]
-	}
-	format := byte(frameFormat)
-	if o.Ref {
-		format = frameFormatRef
 	}
 	b = append(b, format, byte(o.Kind))
 	b = binary.LittleEndian.AppendUint64(b, uint64(o.Source))
@@ -168,15 +185,47 @@ func appendHead(b []byte, o *Output) []byte {
 	return append(b, msg...)
 }
 
-func decodeFrame(r *journal.Record) (Record, error) {
+// appendRun appends the frame of the run of forwards run (see
+// runLength) to b.
+func appendRun(b []byte, run []Output) []byte {
+	b = appendHeadFormat(b, &run[0], frameFormatRun)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(run)))
+	for i := 1; i < len(run); i++ {
+		b = binary.AppendUvarint(b, uint64(run[i].Source-run[i-1].Source))
+	}
+	return b
+}
+
+// runLength is how many outputs from outs[0] one run record can hold:
+// forwards by reference of one module version at one time, without error,
+// with increasing sources; 1 when outs[0] cannot start a run.
+func runLength(outs []Output) int {
+	o := &outs[0]
+	if !o.Ref || o.Kind != KindForward || o.Err != "" || o.Source < 0 {
+		return 1
+	}
+	n := 1
+	for n < len(outs) && n < maxRun {
+		p := &outs[n]
+		if !p.Ref || p.Kind != o.Kind || p.Err != "" || p.Module != o.Module || p.Version != o.Version ||
+			p.Timestamp != o.Timestamp || p.Source <= outs[n-1].Source {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// decodeFrame appends the outputs stored in journal record r to dst.
+func decodeFrame(dst []Record, r *journal.Record) ([]Record, error) {
 	d := r.Data
-	if len(d) < frameHeader || (d[0] != frameFormat && d[0] != frameFormatRef) {
-		return Record{}, fmt.Errorf("stream record %d: bad frame", r.Sequence)
+	if len(d) < frameHeader || d[0] < frameFormat || d[0] > frameFormatRun {
+		return dst, fmt.Errorf("stream record %d: bad frame", r.Sequence)
 	}
 	vl := int(d[10])
 	el := int(binary.LittleEndian.Uint16(d[11:]))
 	if el > maxErrLen || len(d) < frameHeader+vl+el {
-		return Record{}, fmt.Errorf("stream record %d: truncated frame", r.Sequence)
+		return dst, fmt.Errorf("stream record %d: truncated frame", r.Sequence)
 	}
 	p := frameHeader
 	out := Record{
@@ -192,13 +241,59 @@ func decodeFrame(r *journal.Record) (Record, error) {
 	out.Err = string(d[p : p+el])
 	p += el
 	out.Data = d[p:]
-	if d[0] == frameFormatRef {
+	switch d[0] {
+	case frameFormat:
+		return append(dst, out), nil
+	case frameFormatRef:
 		if p != len(d) || out.Source < 0 {
-			return Record{}, fmt.Errorf("stream record %d: by-reference frame with data or without a source", r.Sequence)
+			return dst, fmt.Errorf("stream record %d: by-reference frame with data or without a source", r.Sequence)
 		}
 		out.Ref, out.Data, out.Key = true, nil, nil
+		return append(dst, out), nil
 	}
-	return out, nil
+	rest := d[p:]
+	if len(rest) < 2 || out.Source < 0 || len(r.Key) != 0 || el != 0 {
+		return dst, fmt.Errorf("stream record %d: bad forward run", r.Sequence)
+	}
+	count := int64(binary.LittleEndian.Uint16(rest))
+	rest = rest[2:]
+	if count < 1 || count > maxRun || r.Sequence-count+1 < 0 {
+		return dst, fmt.Errorf("stream record %d: forward run of %d", r.Sequence, count)
+	}
+	out.Ref, out.Data, out.Key = true, nil, nil
+	out.Sequence = r.Sequence - count + 1
+	start := len(dst)
+	dst = append(dst, out)
+	for i := int64(1); i < count; i++ {
+		delta, n := binary.Uvarint(rest)
+		if n <= 0 || delta == 0 || delta > math.MaxInt64-uint64(out.Source) {
+			return dst[:start], fmt.Errorf("stream record %d: bad forward run delta", r.Sequence)
+		}
+		rest = rest[n:]
+		out.Sequence++
+		out.Source += int64(delta)
+		dst = append(dst, out)
+	}
+	if len(rest) != 0 {
+		return dst[:start], fmt.Errorf("stream record %d: %d stray bytes after a forward run", r.Sequence, len(rest))
+	}
+	return dst, nil
+}
+
+// runStart is the first stream sequence held by the journal record with
+// sequence seq (seq itself unless it is a run).
+func (st *Stream) runStart(seq int64) int64 {
+	if c := st.earliestCache.Load(); c != nil && c[0] == seq {
+		return c[1]
+	}
+	start := seq
+	if recs, err := st.j.ReadRange(seq, seq, 1); err == nil && len(recs) == 1 {
+		if outs, err := decodeFrame(nil, &recs[0]); err == nil && len(outs) > 0 {
+			start = outs[0].Sequence
+		}
+	}
+	st.earliestCache.Store(&[2]int64{seq, start})
+	return start
 }
 
 // Options configures a Set.
@@ -239,12 +334,14 @@ type Stream struct {
 	name string
 	j    *journal.Journal
 
-	src SourceReader
+	src           SourceReader
+	earliestCache atomic.Pointer[[2]int64] // runStart of the first record: {its sequence, start}
 
 	mu      sync.Mutex // orders appends
 	next    int64
 	buf     []byte           // frame heads of the records being appended
 	recs    []journal.Record // the records being appended
+	runs    []runRef         // the outputs each of recs holds
 	pending bool
 
 	appended atomic.Uint64
@@ -441,43 +538,59 @@ func (st *Stream) Append(o *Output) (int64, error) {
 
 // AppendBatch appends outs in order under one lock and returns the
 // sequence of the first (the others follow it) and how many were appended:
-// on an error, outs[:n] stay appended.
+// on an error, outs[:n] stay appended. Consecutive forwards by reference
+// of one module version are stored as one run record.
 func (st *Stream) AppendBatch(outs []Output) (first int64, n int, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	first = st.next
+	// Frame heads first (st.buf may move while it grows), then records.
 	st.buf = st.buf[:0]
-	for i := range outs {
-		st.buf = appendHead(st.buf, &outs[i])
+	st.runs = st.runs[:0]
+	for i := 0; i < len(outs); {
+		c := runLength(outs[i:])
+		if c > 1 {
+			st.buf = appendRun(st.buf, outs[i:i+c])
+		} else {
+			st.buf = appendHead(st.buf, &outs[i])
+		}
+		st.runs = append(st.runs, runRef{count: c, end: len(st.buf)})
+		i += c
 	}
-	st.recs = slices.Grow(st.recs[:0], len(outs))[:len(outs)]
-	off := 0
-	for i := range outs {
+	st.recs = slices.Grow(st.recs[:0], len(st.runs))[:len(st.runs)]
+	defer clear(st.recs) // drop the references to the callers' bytes
+	off, i := 0, 0
+	seq := st.next
+	for k, run := range st.runs {
 		o := &outs[i]
-		n := frameHeader + min(len(o.Version), 255) + min(len(o.Err), maxErrLen)
-		r := journal.Record{Sequence: st.next + int64(i), Timestamp: o.Timestamp,
+		seq += int64(run.count)
+		r := journal.Record{Sequence: seq - 1, Timestamp: o.Timestamp,
 			Producer: unsafe.Slice(unsafe.StringData(o.Module), len(o.Module)), // only read (copied) by the journal
-			Head:     st.buf[off : off+n : off+n]}
-		off += n
+			Head:     st.buf[off:run.end:run.end]}
+		off = run.end
 		if !o.Ref {
 			r.Key, r.Data = o.Key, o.Data
 			if len(r.Key) > math.MaxUint16 {
 				r.Key = r.Key[:math.MaxUint16]
 			}
 		}
-		st.recs[i] = r
+		st.recs[k] = r
+		i += run.count
 	}
-	defer clear(st.recs) // drop the references to the callers' bytes
-	recs := st.recs
+	recs, runs := st.recs, st.runs
 	for len(recs) > 0 {
 		k, err := st.j.AppendBatch(recs)
-		n += k
-		st.next += int64(k)
-		st.appended.Add(uint64(k))
+		outsIn := 0
+		for _, run := range runs[:k] {
+			outsIn += run.count
+		}
+		n += outsIn
+		st.next += int64(outsIn)
+		st.appended.Add(uint64(outsIn))
 		if k > 0 {
 			st.pending = true
 		}
-		recs = recs[k:]
+		recs, runs = recs[k:], runs[k:]
 		if err == nil {
 			break
 		}
@@ -491,6 +604,10 @@ func (st *Stream) AppendBatch(outs []Output) (first int64, n int, err error) {
 	}
 	return first, n, nil
 }
+
+// runRef is one record AppendBatch writes: how many outputs it holds and
+// where its frame head ends in Stream.buf.
+type runRef struct{ count, end int }
 
 // Commit writes the records appended since the last Commit.
 func (st *Stream) Commit() error {
@@ -520,7 +637,13 @@ func (st *Stream) Durable() int64 { return st.j.Durable() }
 // readable). Records appended but not yet durable do not count: the
 // journal's own Earliest already looks past them while the stream's first
 // segment is not written yet.
-func (st *Stream) Earliest() int64 { return min(st.j.Earliest(), st.j.Durable()+1) }
+func (st *Stream) Earliest() int64 {
+	e, d := st.j.Earliest(), st.j.Durable()
+	if e > d {
+		return d + 1
+	}
+	return st.runStart(e)
+}
 
 // Appended counts records appended since the stream was opened.
 func (st *Stream) Appended() uint64 { return st.appended.Load() }
@@ -553,25 +676,45 @@ func (st *Stream) Read(from, to int64, limit int, fn func(*Record) error) (int64
 	if from > st.j.Durable() && from >= st.Earliest() {
 		return from, nil // nothing readable there yet
 	}
-	recs, err := st.j.ReadRange(from, to, limit)
+	earliest := st.Earliest()
+	if from < earliest {
+		return from, &GoneError{From: from, Earliest: earliest}
+	}
+	// A journal record is keyed by its last output: the first one with a
+	// sequence >= from holds from, and records up to to+maxRun-1 may still
+	// hold outputs <= to.
+	jto := to
+	if jto <= math.MaxInt64-maxRun {
+		jto += maxRun - 1
+	}
+	recs, err := st.j.ReadRange(max(from, st.j.Earliest()), jto, limit)
 	if err != nil {
 		var ev *journal.EvictedError
 		if errors.As(err, &ev) {
-			return from, &GoneError{From: from, Earliest: ev.Earliest}
+			return from, &GoneError{From: from, Earliest: st.Earliest()}
 		}
 		return from, fmt.Errorf("stream %s: %w", st.name, err)
 	}
 	out := make([]Record, 0, len(recs))
 	for i := range recs {
-		r, err := decodeFrame(&recs[i])
-		if err != nil {
+		if out, err = decodeFrame(out, &recs[i]); err != nil {
 			if len(out) == 0 {
 				return from, err
 			}
 			break // deliver the good records first; the next read reports it
 		}
-		out = append(out, r)
 	}
+	// Keep from..to, at most limit.
+	lo := 0
+	for lo < len(out) && out[lo].Sequence < from {
+		lo++
+	}
+	out = out[lo:]
+	hi := 0
+	for hi < len(out) && hi < limit && out[hi].Sequence <= to {
+		hi++
+	}
+	out = out[:hi]
 	out, err = st.resolve(out)
 	if err != nil {
 		return from, err
