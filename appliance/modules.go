@@ -75,7 +75,7 @@ type wasmStage struct {
 	pend      []pendingOut     // outputs of the running ring batch, appended by flush
 	arena     []byte           // key and data of the inline outputs in pend
 	flushOuts []streams.Output // flush's scratch
-	appendErr uint64 // AppendErrors at the previous batch end
+	appendErr uint64           // AppendErrors at the previous batch end
 	replayed  atomic.Int64
 }
 

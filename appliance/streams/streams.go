@@ -314,7 +314,7 @@ type Options struct {
 	// when there is none (by-reference records then read as
 	// SourceMissing, and the appliance stores every output inline).
 	Source SourceReader
-	Logger        *slog.Logger
+	Logger *slog.Logger
 }
 
 // Set is the node's output streams.
