@@ -136,7 +136,10 @@ func newWasmStage(cfg config.Config, dataDir, cacheDir string, j *journal.Journa
 		log.Info("modules loaded", "dir", w.dir, "count", len(w.reg.Stages()), "graph", graph, "graph_err", gerr,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
-	w.gh = wasmhost.NewGraphHandler(w.ctx, w.reg, viewSlot, w.emit, wasmhost.GraphOptions{})
+	// Up to 1024 ring events per module Process call: each module still
+	// gets calls of at most its max_batch_events, and a module with
+	// instances > 1 splits the 1024 across its instances.
+	w.gh = wasmhost.NewGraphHandler(w.ctx, w.reg, viewSlot, w.emit, wasmhost.GraphOptions{MaxBatch: stageMaxBatch})
 	return w, nil
 }
 
@@ -175,6 +178,10 @@ type pendingOut struct {
 	keyOff, keyLen, dataOff, dataLen int
 }
 
+// stageMaxBatch bounds the ring events the stage hands to the modules at
+// once.
+const stageMaxBatch = 1024
+
 // maxPending bounds the outputs (and arena bytes) the stage holds before
 // appending them to their streams mid-batch.
 const (
@@ -187,26 +194,10 @@ const (
 // is waiting.
 func (w *wasmStage) emit(o wasmhost.Output) {
 	name := streamFor(&o)
-	src := int64(-1)
-	if o.Event != nil {
-		src = int64(o.Event.Seq)
-	}
-	ts := w.now
-	if ts == 0 {
-		ts = time.Now().UnixNano()
-	}
-	out := streams.Output{Kind: streams.Kind(o.Kind), Module: o.Module, Version: o.Version, Source: src, Timestamp: ts}
-	if o.Err != nil {
-		out.Err = o.Err.Error()
-	}
-	if w.recording.Load() > 0 && src >= 0 {
-		out.Key, out.Data = o.Key, o.Data
-		w.outs.add(src, name, &out)
-		out.Key, out.Data = nil, nil
-	}
 	if w.lastSt == nil || name != w.lastName {
 		st, err := w.streams.Ensure(name)
 		if err != nil {
+			out := w.output(&o)
 			out.Key, out.Data = o.Key, o.Data
 			_, err = w.streams.Append(name, &out) // fails again, and is counted
 			w.appendFailed(name, err)
@@ -214,10 +205,17 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 		}
 		w.lastName, w.lastSt = name, st
 	}
-	p := pendingOut{st: w.lastSt, out: out}
+	w.pend = append(w.pend, pendingOut{st: w.lastSt})
+	p := &w.pend[len(w.pend)-1]
+	p.out = w.output(&o)
+	if w.recording.Load() > 0 && p.out.Source >= 0 {
+		out := p.out
+		out.Key, out.Data = o.Key, o.Data
+		w.outs.add(out.Source, name, &out)
+	}
 	// The journal stage runs before this one, so the input event is in the
 	// journal (or the journal is disabled: then everything is inline).
-	if o.Kind == wasmhost.OutputForward && src >= 0 && w.j != nil {
+	if o.Kind == wasmhost.OutputForward && p.out.Source >= 0 && w.j != nil {
 		p.out.Ref = true
 	} else {
 		p.keyOff, p.keyLen = len(w.arena), len(o.Key)
@@ -225,10 +223,24 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 		p.dataOff, p.dataLen = len(w.arena), len(o.Data)
 		w.arena = append(w.arena, o.Data...)
 	}
-	w.pend = append(w.pend, p)
 	if len(w.pend) >= maxPending || len(w.arena) >= maxPendingBytes {
 		w.flush()
 	}
+}
+
+// output is o as a stream output, without key and data.
+func (w *wasmStage) output(o *wasmhost.Output) streams.Output {
+	out := streams.Output{Kind: streams.Kind(o.Kind), Module: o.Module, Version: o.Version, Source: -1, Timestamp: w.now}
+	if o.Event != nil {
+		out.Source = int64(o.Event.Seq)
+	}
+	if out.Timestamp == 0 {
+		out.Timestamp = time.Now().UnixNano()
+	}
+	if o.Err != nil {
+		out.Err = o.Err.Error()
+	}
+	return out
 }
 
 // flush appends the pending outputs to their streams, one batch per run of
