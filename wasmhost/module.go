@@ -123,12 +123,13 @@ type Module struct {
 	// buffer layout, fixed by the canary instance
 	inPtr, inCap, outPtr, outCap uint32
 
-	tokens  chan struct{}  // one token per instance in use
-	helpers sync.WaitGroup // helper goroutines of parallel batches (parallel.go)
-	closing chan struct{}  // closed by Close: callers waiting for an instance give up
-	idleMu  sync.Mutex
-	idle    []*instance
-	closed  atomic.Bool
+	tokens   chan struct{}  // one token per instance in use
+	helpers  sync.WaitGroup // helper goroutines of parallel batches (parallel.go)
+	closing  chan struct{}  // closed by Close: callers waiting for an instance give up
+	parallel sync.Pool      // *parallelBatch (parallel.go)
+	idleMu   sync.Mutex
+	idle     []*instance
+	closed   atomic.Bool
 
 	mu          sync.Mutex
 	consecutive int

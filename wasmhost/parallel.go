@@ -28,7 +28,6 @@ const minPart = 64
 type part struct {
 	lo, hi  int
 	claimed atomic.Bool
-	done    chan struct{} // closed when the part is processed
 	outs    []Output
 	emits   []emitCopy // where the emit outputs' key and data lie in arena
 	arena   []byte
@@ -70,13 +69,44 @@ func (m *Module) parallelParts(n int) int {
 	return max(k, 1)
 }
 
+// parallelBatch is the reusable state of one parallel Process call.
+type parallelBatch struct {
+	parts     []part
+	remaining atomic.Int32  // parts not processed yet
+	done      chan struct{} // closed when remaining reaches 0
+}
+
+// helperTicket is a helper goroutine's claim on a parallel call: the
+// caller cancels the helpers the scheduler has not started by the time it
+// is done, so they never look at the call's (reused) state.
+type helperTicket struct{ state atomic.Int32 }
+
+const (
+	helperPending int32 = iota
+	helperRunning
+	helperCancelled
+	helperDone
+)
+
 // processParallel processes batch in k parts at once (see above).
 func (m *Module) processParallel(ctx context.Context, batch []Event, k int, emit func(Output)) error {
-	parts := make([]part, k)
-	for i := range parts {
-		parts[i].lo, parts[i].hi = len(batch)*i/k, len(batch)*(i+1)/k
-		parts[i].done = make(chan struct{})
+	pb, _ := m.parallel.Get().(*parallelBatch)
+	if pb == nil {
+		pb = &parallelBatch{}
 	}
+	if cap(pb.parts) < k {
+		pb.parts = make([]part, k)
+	}
+	pb.parts = pb.parts[:k]
+	parts := pb.parts
+	for i := range parts {
+		p := &parts[i]
+		p.lo, p.hi, p.err = len(batch)*i/k, len(batch)*(i+1)/k, nil
+		p.outs, p.emits, p.arena = p.outs[:0], p.emits[:0], p.arena[:0]
+		p.claimed.Store(false)
+	}
+	pb.remaining.Store(int32(k))
+	pb.done = make(chan struct{})
 	// work processes unclaimed parts on slot s.
 	work := func(s *slot) {
 		for i := range parts {
@@ -89,42 +119,60 @@ func (m *Module) processParallel(ctx context.Context, batch []Event, k int, emit
 			} else {
 				p.err = m.processSlot(ctx, s, batch, p.lo, p.hi, p.collect)
 			}
-			close(p.done)
+			if pb.remaining.Add(-1) == 0 {
+				close(pb.done)
+			}
 		}
 	}
 	s, err := m.acquire(ctx)
 	if err != nil {
+		m.parallel.Put(pb)
 		return err
 	}
 	m.eventsIn.Add(uint64(len(batch)))
-	for range k - 1 {
+	tickets := make([]helperTicket, k-1)
+	for i := range tickets {
+		t := &tickets[i]
 		m.helpers.Add(1)
 		go func() {
 			defer m.helpers.Done()
+			if !t.state.CompareAndSwap(helperPending, helperRunning) {
+				return // cancelled: the caller did the work
+			}
 			// A helper never waits for an instance: if none is free, the
 			// caller (or another helper) takes its part.
-			hs, ok := m.tryAcquire()
-			if !ok {
-				return
+			if hs, ok := m.tryAcquire(); ok {
+				work(hs)
+				m.release(hs)
 			}
-			defer m.release(hs)
-			work(hs)
+			t.state.Store(helperDone)
 		}()
 	}
 	work(s)
 	m.release(s)
-	for i := range parts {
-		<-parts[i].done
+	<-pb.done
+	for i := range tickets {
+		t := &tickets[i]
+		if t.state.CompareAndSwap(helperPending, helperCancelled) {
+			continue
+		}
+		for t.state.Load() != helperDone {
+			runtime.Gosched() // its parts are done; it is only releasing its instance
+		}
 	}
+	var err2 error
 	for i := range parts {
 		p := &parts[i]
 		p.finish()
 		for _, o := range p.outs {
 			emit(o)
 		}
+		clear(p.outs) // drop the references to the batch's events
 		if p.err != nil {
-			return p.err
+			err2 = p.err
+			break
 		}
 	}
-	return nil
+	m.parallel.Put(pb) // no helper looks at it any more
+	return err2
 }
