@@ -508,6 +508,7 @@ func (m *Module) callProcess(ctx context.Context, s *slot, evs []Event) (callKin
 	if !ok {
 		return callCrash, fmt.Errorf("%w: input buffer outside memory", ErrMalformedOutput)
 	}
+	touch(evs)
 	p := 0
 	for i := range evs {
 		p += encodeInput(in[p:], &evs[i])
