@@ -75,6 +75,8 @@ type wasmStage struct {
 	pend      []pendingOut     // outputs of the running ring batch, appended by flush
 	arena     []byte           // key and data of the inline outputs in pend
 	flushOuts []streams.Output // flush's scratch
+	origins   []origin         // module versions of the outputs in pend
+	errs      []string         // error messages of the outputs in pend
 	appendErr uint64           // AppendErrors at the previous batch end
 	replayed  atomic.Int64
 }
@@ -168,15 +170,23 @@ func streamFor(o *wasmhost.Output) string {
 	return o.Route
 }
 
-// pendingOut is a module output waiting for the end of the ring batch.
-// An inline output's key and data are copied into the stage's arena (the
+// pendingOut is a module output waiting for the end of the ring batch,
+// kept small (no pointers but the stream): it is built once per output. An
+// inline output's key and data are copied into the stage's arena (the
 // module's output buffer is reused by its next call); a forward is stored
 // by reference to its input event, so nothing is copied.
 type pendingOut struct {
 	st                               *streams.Stream
-	out                              streams.Output // Key and Data unset
-	keyOff, keyLen, dataOff, dataLen int
+	source, ts                       int64
+	origin                           int32 // index in wasmStage.origins
+	errIdx                           int32 // index in wasmStage.errs, -1: none
+	keyOff, keyLen, dataOff, dataLen int32
+	kind                             streams.Kind
+	ref                              bool
 }
+
+// origin is the module version an output came from.
+type origin struct{ module, version string }
 
 // stageMaxBatch bounds the ring events the stage hands to the modules at
 // once.
@@ -205,24 +215,36 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 		}
 		w.lastName, w.lastSt = name, st
 	}
-	w.pend = append(w.pend, pendingOut{st: w.lastSt})
-	p := &w.pend[len(w.pend)-1]
-	p.out = w.output(&o)
-	if w.recording.Load() > 0 && p.out.Source >= 0 {
-		out := p.out
+	if n := len(w.origins); n == 0 || w.origins[n-1].module != o.Module || w.origins[n-1].version != o.Version {
+		w.origins = append(w.origins, origin{o.Module, o.Version})
+	}
+	p := pendingOut{st: w.lastSt, source: -1, ts: w.now, origin: int32(len(w.origins) - 1), errIdx: -1, kind: streams.Kind(o.Kind)}
+	if o.Event != nil {
+		p.source = int64(o.Event.Seq)
+	}
+	if p.ts == 0 {
+		p.ts = time.Now().UnixNano()
+	}
+	if o.Err != nil {
+		p.errIdx = int32(len(w.errs))
+		w.errs = append(w.errs, o.Err.Error())
+	}
+	if w.recording.Load() > 0 && p.source >= 0 {
+		out := w.output(&o)
 		out.Key, out.Data = o.Key, o.Data
-		w.outs.add(out.Source, name, &out)
+		w.outs.add(p.source, name, &out)
 	}
 	// The journal stage runs before this one, so the input event is in the
 	// journal (or the journal is disabled: then everything is inline).
-	if o.Kind == wasmhost.OutputForward && p.out.Source >= 0 && w.j != nil {
-		p.out.Ref = true
+	if o.Kind == wasmhost.OutputForward && p.source >= 0 && w.j != nil {
+		p.ref = true
 	} else {
-		p.keyOff, p.keyLen = len(w.arena), len(o.Key)
+		p.keyOff, p.keyLen = int32(len(w.arena)), int32(len(o.Key))
 		w.arena = append(w.arena, o.Key...)
-		p.dataOff, p.dataLen = len(w.arena), len(o.Data)
+		p.dataOff, p.dataLen = int32(len(w.arena)), int32(len(o.Data))
 		w.arena = append(w.arena, o.Data...)
 	}
+	w.pend = append(w.pend, p)
 	if len(w.pend) >= maxPending || len(w.arena) >= maxPendingBytes {
 		w.flush()
 	}
@@ -251,8 +273,12 @@ func (w *wasmStage) flush() {
 		w.flushOuts = w.flushOuts[:0]
 		for ; i < len(w.pend) && w.pend[i].st == st; i++ {
 			p := &w.pend[i]
-			o := p.out
-			if !o.Ref {
+			org := &w.origins[p.origin]
+			o := streams.Output{Kind: p.kind, Module: org.module, Version: org.version, Source: p.source, Timestamp: p.ts, Ref: p.ref}
+			if p.errIdx >= 0 {
+				o.Err = w.errs[p.errIdx]
+			}
+			if !p.ref {
 				o.Key = w.arena[p.keyOff : p.keyOff+p.keyLen]
 				o.Data = w.arena[p.dataOff : p.dataOff+p.dataLen]
 			}
@@ -264,7 +290,9 @@ func (w *wasmStage) flush() {
 	}
 	clear(w.pend)
 	clear(w.flushOuts)
-	w.pend, w.arena = w.pend[:0], w.arena[:0]
+	clear(w.origins)
+	clear(w.errs)
+	w.pend, w.arena, w.origins, w.errs = w.pend[:0], w.arena[:0], w.origins[:0], w.errs[:0]
 }
 
 // appendFailed logs the first failed append of an episode.
