@@ -122,6 +122,22 @@ func (y *YieldingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGrou
 // SignalAllWhenBlocking implements WaitStrategy; it does nothing.
 func (*YieldingWaitStrategy) SignalAllWhenBlocking() {}
 
+func (y *YieldingWaitStrategy) waitSlot(mp *multiProducerSequencer, seq int64, alert Alerter) error {
+	counter := y.spinTries
+	for !mp.isAvailable(seq) {
+		if err := alert.CheckAlert(); err != nil {
+			return err
+		}
+		if counter > 0 {
+			counter--
+			spinPause()
+		} else {
+			runtime.Gosched()
+		}
+	}
+	return nil
+}
+
 func (*YieldingWaitStrategy) neverParks() {}
 
 // SleepingWaitStrategy spins, then yields, then sleeps for short periods. A
@@ -161,6 +177,25 @@ func (s *SleepingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGrou
 
 // SignalAllWhenBlocking implements WaitStrategy; it does nothing.
 func (*SleepingWaitStrategy) SignalAllWhenBlocking() {}
+
+func (s *SleepingWaitStrategy) waitSlot(mp *multiProducerSequencer, seq int64, alert Alerter) error {
+	counter := s.retries
+	for !mp.isAvailable(seq) {
+		if err := alert.CheckAlert(); err != nil {
+			return err
+		}
+		switch {
+		case counter > 100:
+			counter--
+		case counter > 0:
+			counter--
+			runtime.Gosched()
+		default:
+			time.Sleep(s.sleep)
+		}
+	}
+	return nil
+}
 
 func (*SleepingWaitStrategy) neverParks() {}
 
@@ -246,6 +281,18 @@ func (p *parker) park(seq int64, deps SequenceGroup, alert Alerter, deadline tim
 		}
 		p.cond.Wait()
 	}
+}
+
+// slotWaiter is implemented by the strategies that poll without parking:
+// a consumer of a multi-producer ring that depends on nothing but the
+// cursor waits for its next slot to be published by polling that slot
+// (written once per publish) instead of the cursor (written by every
+// claim). A slot claimed but not yet published is waited for the same way,
+// yielding to the producer that holds it. Parking strategies keep waiting
+// on the cursor: their wake-up handshake needs its sequentially consistent
+// update.
+type slotWaiter interface {
+	waitSlot(mp *multiProducerSequencer, seq int64, alert Alerter) error
 }
 
 // capacityParker is implemented by the parking strategies: producers
