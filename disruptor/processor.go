@@ -117,7 +117,7 @@ func (p *BatchEventProcessor[T]) loop() error {
 	next := p.seq.Get() + 1
 	ws := p.ring.core.ws
 	relaxed := p.ring.core.relaxed
-	cp, _ := ws.(capacityParker)
+	room := p.ring.core.room
 	for {
 		available, depth, err := p.barrier.waitFor(next, next+p.maxBatch-1)
 		if err != nil {
@@ -179,10 +179,8 @@ func (p *BatchEventProcessor[T]) loop() error {
 		} else {
 			p.seq.Set(end)
 			ws.SignalAllWhenBlocking()
-			if cp != nil {
-				cp.signalCapacity()
-			}
 		}
+		room.signal()
 	}
 }
 

@@ -41,7 +41,9 @@ func NewRingBuffer[T any](size int, factory func() T, producer ProducerType, ws 
 			r.entries[i] = factory()
 		}
 	}
-	core := sequencerCore{bufferSize: int64(size), ws: ws, cursor: NewSequence(InitialSequence), gating: &gating{}, closed: &r.closed, halted: &r.halted, relaxed: isRelaxed(ws)}
+	room := &parker{}
+	room.init()
+	core := sequencerCore{room: room, bufferSize: int64(size), ws: ws, cursor: NewSequence(InitialSequence), gating: &gating{}, closed: &r.closed, halted: &r.halted, relaxed: isRelaxed(ws)}
 	switch producer {
 	case SingleProducer:
 		sp := &singleProducerSequencer{sequencerCore: core, nextValue: InitialSequence, cachedValue: InitialSequence, pending: NewSequence(InitialSequence)}
@@ -237,9 +239,7 @@ func (r *RingBuffer[T]) Halt() {
 // signalProgress wakes parked consumers and producers parked for capacity.
 func (r *RingBuffer[T]) signalProgress() {
 	r.core.ws.SignalAllWhenBlocking()
-	if cp, ok := r.core.ws.(capacityParker); ok {
-		cp.signalCapacity()
-	}
+	r.core.room.signal()
 }
 
 // Close refuses new claims (they return ErrHalted) while claims already

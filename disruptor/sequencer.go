@@ -112,6 +112,13 @@ type sequencerCore struct {
 	// sequentially consistent store: their no-lost-wake-up argument is a
 	// store followed by a load on each side.
 	relaxed bool
+	// room is where producers wait for a full ring to drain, whatever the
+	// wait strategy: every consumer signals it after each batch (a load
+	// of one flag when nobody waits). It replaced a 20 µs sleep, which
+	// the Go runtime rounds up to about 1 ms when the P has nothing else
+	// to run: producers slept that long while holding claimed slots,
+	// and the consumers stopped at those slots.
+	room *parker
 }
 
 // nonParking is implemented by the built-in strategies that never park a
@@ -129,8 +136,8 @@ func isRelaxed(ws WaitStrategy) bool {
 type backoff struct{ n int }
 
 // waitCapacity is one round of a producer's wait for wrapPoint to be
-// consumed: spin, then yield, then park on the wait strategy when it parks
-// (consumers signal progress), else sleep briefly.
+// consumed: spin, then yield, then park on the ring's room parker, which
+// consumers signal after each batch.
 func (b *backoff) waitCapacity(c *sequencerCore, def, wrapPoint int64) error {
 	if c.halted.Load() {
 		return ErrHalted
@@ -142,11 +149,7 @@ func (b *backoff) waitCapacity(c *sequencerCore, def, wrapPoint int64) error {
 	case b.n < 128:
 		runtime.Gosched()
 	default:
-		if cp, ok := c.ws.(capacityParker); ok {
-			cp.parkForCapacity(c.gating, def, wrapPoint, c.halted)
-		} else {
-			time.Sleep(20 * time.Microsecond)
-		}
+		c.room.parkForCapacity(c.gating, def, wrapPoint, c.halted)
 	}
 	return nil
 }
