@@ -800,6 +800,9 @@ func TestBarrierMultiProducerHoles(t *testing.T) {
 			errc := make(chan error)
 			go func() {
 				_, err := b.WaitFor(24)
+				for errors.Is(err, ErrTimeout) { // timeout-blocking
+					_, err = b.WaitFor(24)
+				}
 				errc <- err
 			}()
 			time.Sleep(time.Millisecond)
