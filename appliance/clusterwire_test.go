@@ -119,6 +119,16 @@ func TestClusterThreeAppliances(t *testing.T) {
 	nodes := []*node{a, b, c}
 	for _, n := range nodes {
 		poll(t, 20*time.Second, n.a.Config().Node.ID+" sees three alive nodes", func() bool { return allAlive(n, 3) })
+		// A node's metadata (ready, version) reaches its peers with a
+		// later gossip round than the join itself.
+		poll(t, 20*time.Second, n.a.Config().Node.ID+" sees every member ready", func() bool {
+			for _, m := range n.members() {
+				if !m.Meta.Ready {
+					return false
+				}
+			}
+			return true
+		})
 	}
 
 	// Node info serves the real gossip address; members carry it, the API URL

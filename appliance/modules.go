@@ -72,7 +72,10 @@ type wasmStage struct {
 	now       int64  // clock reading of the running ring batch (0: none)
 	lastName  string // emit's last stream, to skip the set's lookup
 	lastSt    *streams.Stream
-	appendErr uint64 // AppendErrors at the previous batch end
+	pend      []pendingOut     // outputs of the running ring batch, appended by flush
+	arena     []byte           // key and data of the inline outputs in pend
+	flushOuts []streams.Output // flush's scratch
+	appendErr uint64           // AppendErrors at the previous batch end
 	replayed  atomic.Int64
 }
 
@@ -98,13 +101,17 @@ func newWasmStage(cfg config.Config, dataDir, cacheDir string, j *journal.Journa
 	if err != nil {
 		return nil, err
 	}
-	w.streams, err = streams.Open(streams.Options{
+	sopts := streams.Options{
 		Dir:            filepath.Join(dataDir, "streams"),
 		SegmentSize:    int64(cfg.Journal.SegmentSize),
 		RetentionBytes: int64(cfg.Journal.RetentionBytes),
 		RetentionAge:   cfg.Journal.RetentionAge.Duration,
 		Logger:         log.With("component", "streams"),
-	})
+	}
+	if j != nil {
+		sopts.Source = j // forwards are stored by reference to the input journal
+	}
+	w.streams, err = streams.Open(sopts)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +136,10 @@ func newWasmStage(cfg config.Config, dataDir, cacheDir string, j *journal.Journa
 		log.Info("modules loaded", "dir", w.dir, "count", len(w.reg.Stages()), "graph", graph, "graph_err", gerr,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
-	w.gh = wasmhost.NewGraphHandler(w.ctx, w.reg, viewSlot, w.emit, wasmhost.GraphOptions{})
+	// Up to 1024 ring events per module Process call: each module still
+	// gets calls of at most its max_batch_events, and a module with
+	// instances > 1 splits the 1024 across its instances.
+	w.gh = wasmhost.NewGraphHandler(w.ctx, w.reg, viewSlot, w.emit, wasmhost.GraphOptions{MaxBatch: stageMaxBatch})
 	return w, nil
 }
 
@@ -158,39 +168,110 @@ func streamFor(o *wasmhost.Output) string {
 	return o.Route
 }
 
-// emit appends one module output to its stream (and keeps it for
-// ack=processed answers while one is waiting).
+// pendingOut is a module output waiting for the end of the ring batch.
+// An inline output's key and data are copied into the stage's arena (the
+// module's output buffer is reused by its next call); a forward is stored
+// by reference to its input event, so nothing is copied.
+type pendingOut struct {
+	st                               *streams.Stream
+	out                              streams.Output // Key and Data unset
+	keyOff, keyLen, dataOff, dataLen int
+}
+
+// stageMaxBatch bounds the ring events the stage hands to the modules at
+// once.
+const stageMaxBatch = 1024
+
+// maxPending bounds the outputs (and arena bytes) the stage holds before
+// appending them to their streams mid-batch.
+const (
+	maxPending      = 4096
+	maxPendingBytes = 1 << 20
+)
+
+// emit queues one module output for its stream (appended by flush at the
+// end of the ring batch) and keeps it for ack=processed answers while one
+// is waiting.
 func (w *wasmStage) emit(o wasmhost.Output) {
 	name := streamFor(&o)
-	src := int64(-1)
+	if w.lastSt == nil || name != w.lastName {
+		st, err := w.streams.Ensure(name)
+		if err != nil {
+			out := w.output(&o)
+			out.Key, out.Data = o.Key, o.Data
+			_, err = w.streams.Append(name, &out) // fails again, and is counted
+			w.appendFailed(name, err)
+			return
+		}
+		w.lastName, w.lastSt = name, st
+	}
+	w.pend = append(w.pend, pendingOut{st: w.lastSt})
+	p := &w.pend[len(w.pend)-1]
+	p.out = w.output(&o)
+	if w.recording.Load() > 0 && p.out.Source >= 0 {
+		out := p.out
+		out.Key, out.Data = o.Key, o.Data
+		w.outs.add(out.Source, name, &out)
+	}
+	// The journal stage runs before this one, so the input event is in the
+	// journal (or the journal is disabled: then everything is inline).
+	if o.Kind == wasmhost.OutputForward && p.out.Source >= 0 && w.j != nil {
+		p.out.Ref = true
+	} else {
+		p.keyOff, p.keyLen = len(w.arena), len(o.Key)
+		w.arena = append(w.arena, o.Key...)
+		p.dataOff, p.dataLen = len(w.arena), len(o.Data)
+		w.arena = append(w.arena, o.Data...)
+	}
+	if len(w.pend) >= maxPending || len(w.arena) >= maxPendingBytes {
+		w.flush()
+	}
+}
+
+// output is o as a stream output, without key and data.
+func (w *wasmStage) output(o *wasmhost.Output) streams.Output {
+	out := streams.Output{Kind: streams.Kind(o.Kind), Module: o.Module, Version: o.Version, Source: -1, Timestamp: w.now}
 	if o.Event != nil {
-		src = int64(o.Event.Seq)
+		out.Source = int64(o.Event.Seq)
 	}
-	ts := w.now
-	if ts == 0 {
-		ts = time.Now().UnixNano()
+	if out.Timestamp == 0 {
+		out.Timestamp = time.Now().UnixNano()
 	}
-	out := streams.Output{Kind: streams.Kind(o.Kind), Module: o.Module, Version: o.Version, Source: src,
-		Timestamp: ts, Key: o.Key, Data: o.Data}
 	if o.Err != nil {
 		out.Err = o.Err.Error()
 	}
-	var err error
-	if w.lastSt == nil || name != w.lastName {
-		var st *streams.Stream
-		if st, err = w.streams.Ensure(name); err == nil {
-			w.lastName, w.lastSt = name, st
+	return out
+}
+
+// flush appends the pending outputs to their streams, one batch per run of
+// outputs to the same stream.
+func (w *wasmStage) flush() {
+	for i := 0; i < len(w.pend); {
+		st := w.pend[i].st
+		w.flushOuts = w.flushOuts[:0]
+		for ; i < len(w.pend) && w.pend[i].st == st; i++ {
+			p := &w.pend[i]
+			o := p.out
+			if !o.Ref {
+				o.Key = w.arena[p.keyOff : p.keyOff+p.keyLen]
+				o.Data = w.arena[p.dataOff : p.dataOff+p.dataLen]
+			}
+			w.flushOuts = append(w.flushOuts, o)
+		}
+		if _, err := w.streams.AppendBatchTo(st, w.flushOuts); err != nil {
+			w.appendFailed(st.Name(), err)
 		}
 	}
-	if err == nil {
-		_, err = w.streams.AppendTo(w.lastSt, &out)
-	}
-	if err != nil && !w.failing {
+	clear(w.pend)
+	clear(w.flushOuts)
+	w.pend, w.arena = w.pend[:0], w.arena[:0]
+}
+
+// appendFailed logs the first failed append of an episode.
+func (w *wasmStage) appendFailed(stream string, err error) {
+	if !w.failing {
 		w.failing = true
-		w.log.Error("output stream append failed (counted in badbatch_stream_append_errors_total; a failing stream journal holds the WASM checkpoint back)", "stream", name, "err", err)
-	}
-	if src >= 0 && w.recording.Load() > 0 {
-		w.outs.add(src, name, &out)
+		w.log.Error("output stream append failed (counted in badbatch_stream_append_errors_total; a failing stream journal holds the WASM checkpoint back)", "stream", stream, "err", err)
 	}
 }
 
@@ -231,6 +312,7 @@ func (w *wasmStage) OnEvent(e *event.Slot, seq int64, endOfBatch bool) error {
 // and, at most once per ckptEvery, saves the journal checkpoint.
 func (w *wasmStage) endBatch(seq int64) {
 	w.now = 0
+	w.flush()
 	if err := w.streams.Commit(); err != nil {
 		if !w.failing {
 			w.failing = true

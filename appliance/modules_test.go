@@ -227,8 +227,9 @@ func TestFilterAndRouterOutputs(t *testing.T) {
 	if len(filter[debug]) != 0 {
 		t.Errorf("the filter did not drop the debug event: %+v", filter[debug])
 	}
-	for _, s := range []int64{errEv, audit, bad} {
-		if len(filter[s]) != 1 || filter[s][0].Kind != "forward" {
+	for i, s := range []int64{errEv, audit, bad} {
+		// Forwards are stored by reference: the data is the input event's.
+		if len(filter[s]) != 1 || filter[s][0].Kind != "forward" || !strings.Contains(string(filter[s][0].Data), fmt.Sprintf(`"n":%d`, i+1)) {
 			t.Errorf("filter output for %d: %+v", s, filter[s])
 		}
 	}

@@ -140,6 +140,7 @@ func (h *Host) load(ctx context.Context, man *Manifest, wasm []byte) (_ *Module,
 		rt:       rt,
 		compiled: compiled,
 		tokens:   make(chan struct{}, man.Instances),
+		closing:  make(chan struct{}),
 		hist:     hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 2),
 		loadedAt: time.Now(),
 	}

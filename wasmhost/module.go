@@ -123,10 +123,13 @@ type Module struct {
 	// buffer layout, fixed by the canary instance
 	inPtr, inCap, outPtr, outCap uint32
 
-	tokens chan struct{} // one token per instance in use
-	idleMu sync.Mutex
-	idle   []*instance
-	closed atomic.Bool
+	tokens   chan struct{}  // one token per instance in use
+	helpers  sync.WaitGroup // helper goroutines of parallel batches (parallel.go)
+	closing  chan struct{}  // closed by Close: callers waiting for an instance give up
+	parallel sync.Pool      // *parallelBatch (parallel.go)
+	idleMu   sync.Mutex
+	idle     []*instance
+	closed   atomic.Bool
 
 	mu          sync.Mutex
 	consecutive int
@@ -300,6 +303,8 @@ func (m *Module) acquire(ctx context.Context) (*slot, error) {
 	case m.tokens <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-m.closing:
+		return nil, ErrClosed
 	}
 	s := &slot{}
 	m.idleMu.Lock()
@@ -309,6 +314,27 @@ func (m *Module) acquire(ctx context.Context) (*slot, error) {
 	}
 	m.idleMu.Unlock()
 	return s, nil
+}
+
+// tryAcquire is acquire without waiting: false when every instance is in
+// use (or the module is closed).
+func (m *Module) tryAcquire() (*slot, bool) {
+	if m.closed.Load() {
+		return nil, false
+	}
+	select {
+	case m.tokens <- struct{}{}:
+	default:
+		return nil, false
+	}
+	s := &slot{}
+	m.idleMu.Lock()
+	if n := len(m.idle); n > 0 {
+		s.inst = m.idle[n-1]
+		m.idle = m.idle[:n-1]
+	}
+	m.idleMu.Unlock()
+	return s, true
 }
 
 func (m *Module) release(s *slot) {
@@ -383,6 +409,9 @@ func (m *Module) Process(ctx context.Context, batch []Event, emit func(Output)) 
 	if len(batch) == 0 {
 		return nil
 	}
+	if k := m.parallelParts(len(batch)); k > 1 {
+		return m.processParallel(ctx, batch, k, emit)
+	}
 	s, err := m.acquire(ctx)
 	if err != nil {
 		return err
@@ -392,31 +421,37 @@ func (m *Module) Process(ctx context.Context, batch []Event, emit func(Output)) 
 		return ErrClosed
 	}
 	m.eventsIn.Add(uint64(len(batch)))
+	return m.processSlot(ctx, s, batch, 0, len(batch), emit)
+}
+
+// processSlot processes batch[lo:hi] on slot s: the instance's timer if
+// due, then calls of at most max_batch_events / max_batch_bytes.
+func (m *Module) processSlot(ctx context.Context, s *slot, batch []Event, lo, hi int, emit func(Output)) error {
 	if m.hasTimer && m.man.TimerInterval > 0 && s.inst != nil {
 		m.runTimer(ctx, s, time.Now(), emit)
 	}
 	limit := min(int(m.inCap), m.man.MaxBatchBytes)
-	for lo := 0; lo < len(batch); {
-		hi, size := lo, 0
-		for hi < len(batch) && hi-lo < m.man.MaxBatchEvents {
-			sz := batch[hi].recordSize()
+	for lo < hi {
+		end, size := lo, 0
+		for end < hi && end-lo < m.man.MaxBatchEvents {
+			sz := batch[end].recordSize()
 			if size+sz > limit {
 				break
 			}
 			size += sz
-			hi++
+			end++
 		}
-		if hi == lo {
+		if end == lo {
 			if err := m.fail(batch, lo, ErrEventTooLarge, emit); err != nil {
 				return err
 			}
 			lo++
 			continue
 		}
-		if err := m.runChunk(ctx, s, batch, lo, hi, emit); err != nil {
+		if err := m.runChunk(ctx, s, batch, lo, end, emit); err != nil {
 			return err
 		}
-		lo = hi
+		lo = end
 	}
 	return nil
 }
@@ -722,6 +757,10 @@ func (m *Module) Close(ctx context.Context, emit func(Output)) error {
 	if m.closed.Swap(true) {
 		return nil
 	}
+	close(m.closing)
+	// Helpers of a parallel batch never wait for an instance, so they end
+	// with the part they are on.
+	defer m.helpers.Wait()
 	if emit == nil {
 		emit = func(Output) {}
 	}

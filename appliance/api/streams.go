@@ -74,6 +74,15 @@ func appendOutput(b []byte, r *streams.Record) []byte {
 		b = append(b, `,"source":`...)
 		b = strconv.AppendInt(b, r.Source, 10)
 	}
+	if r.SourceMissing {
+		// A forward stored by reference whose input event is gone.
+		b = append(b, `,"source_missing":true`...)
+		if r.Err != "" {
+			b = append(b, `,"error":`...)
+			b = appendString(b, strings.ToValidUTF8(r.Err, "\uFFFD"))
+		}
+		return append(b, '}')
+	}
 	return appendPayload(b, r.Key, r.Data, r.Err)
 }
 

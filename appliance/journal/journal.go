@@ -183,13 +183,35 @@ func (j *Journal) Append(rec Record) error {
 	if j.wclosed {
 		return ErrClosed
 	}
+	return j.appendLocked(&rec)
+}
+
+// AppendBatch appends recs in order under one lock, with Append's rules
+// for each record, and returns how many were appended: on an error,
+// recs[:n] are appended and recs[n] is the record that failed.
+func (j *Journal) AppendBatch(recs []Record) (n int, err error) {
+	j.amu.Lock()
+	defer j.amu.Unlock()
+	if j.wclosed {
+		return 0, ErrClosed
+	}
+	for i := range recs {
+		if err := j.appendLocked(&recs[i]); err != nil {
+			return i, err
+		}
+	}
+	return len(recs), nil
+}
+
+// appendLocked appends one record; j.amu is held.
+func (j *Journal) appendLocked(rec *Record) error {
 	if rec.Sequence < 0 || rec.Sequence <= j.lastSeq.Load() {
 		return fmt.Errorf("%w: %d after %d", ErrSequence, rec.Sequence, j.lastSeq.Load())
 	}
 	if len(rec.Producer) > maxProducerLen {
 		return fmt.Errorf("%w: producer id of %d bytes (max %d)", ErrTooLarge, len(rec.Producer), maxProducerLen)
 	}
-	size := frameSize(&rec)
+	size := frameSize(rec)
 	if body := size - frameHeaderSize; body > j.opts.MaxRecordSize {
 		return fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, body, j.opts.MaxRecordSize)
 	}
@@ -214,7 +236,7 @@ func (j *Journal) Append(rec Record) error {
 		j.pendIdx = append(j.pendIdx, pendEntry{seq: rec.Sequence, pos: int64(len(j.buf) - j.pendStart)})
 		j.lastIdxOff = est
 	}
-	j.buf = appendFrame(j.buf, &rec)
+	j.buf = appendFrame(j.buf, rec)
 	if j.pendFirst < 0 {
 		j.pendFirst = rec.Sequence
 		j.pendMinTs, j.pendMaxTs = rec.Timestamp, rec.Timestamp

@@ -587,3 +587,41 @@ func TestAppendZeroAlloc(t *testing.T) {
 		t.Fatalf("Append allocates %.1f times per record", allocs)
 	}
 }
+
+// TestAppendBatchWithHead: AppendBatch appends in order under one lock,
+// stops at the first bad record (reporting how many went in), and a
+// record's Head is read back as the first bytes of its Data.
+func TestAppendBatchWithHead(t *testing.T) {
+	j := openT(t, Options{Dir: t.TempDir(), Fsync: FsyncBatch})
+	defer j.Close()
+	recs := []Record{
+		{Sequence: 0, Timestamp: 1, Producer: []byte("p"), Key: []byte("k0"), Head: []byte("HEAD:"), Data: []byte("zero")},
+		{Sequence: 1, Timestamp: 2, Head: []byte("only-head")},
+		{Sequence: 3, Timestamp: 3, Data: []byte("three")},
+		{Sequence: 3, Timestamp: 4, Data: []byte("duplicate")},
+		{Sequence: 9, Timestamp: 5, Data: []byte("never appended")},
+	}
+	n, err := j.AppendBatch(recs)
+	if n != 3 || !errors.Is(err, ErrSequence) {
+		t.Fatalf("AppendBatch = %d, %v; want 3, ErrSequence", n, err)
+	}
+	if err := j.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.ReadRange(0, 100, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"HEAD:zero", "only-head", "three"}
+	if len(got) != len(want) {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	for i, r := range got {
+		if string(r.Data) != want[i] || r.Sequence != recs[i].Sequence || r.Head != nil {
+			t.Errorf("record %d: seq %d data %q head %q; want seq %d data %q", i, r.Sequence, r.Data, r.Head, recs[i].Sequence, want[i])
+		}
+	}
+	if string(got[0].Key) != "k0" || string(got[0].Producer) != "p" {
+		t.Errorf("record 0 key %q producer %q", got[0].Key, got[0].Producer)
+	}
+}

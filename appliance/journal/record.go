@@ -28,6 +28,11 @@ type Record struct {
 	Key []byte
 	// Data is the event payload, possibly empty.
 	Data []byte
+	// Head, when set, is written just before Data and read back as the
+	// first bytes of Data: a writer that frames its own header in front of
+	// a payload (the output streams) appends both without first copying
+	// them into one buffer. Records read from a journal never set it.
+	Head []byte
 	// ProducerSeq is the producer's own sequence number for the event (the
 	// "sequence" field of the published event), valid when HasProducerSeq.
 	// The appliance rebuilds its per-producer idempotency windows from it
@@ -77,7 +82,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // frameSize returns the encoded size of rec.
 func frameSize(rec *Record) int {
-	n := frameHeaderSize + bodyFixedSize + len(rec.Producer) + len(rec.Key) + len(rec.Data)
+	n := frameHeaderSize + bodyFixedSize + len(rec.Producer) + len(rec.Key) + len(rec.Head) + len(rec.Data)
 	if rec.HasProducerSeq {
 		n += pseqSize
 	}
@@ -110,6 +115,7 @@ func appendFrame(dst []byte, rec *Record) []byte {
 	binary.LittleEndian.PutUint32(body[18:], kword)
 	p += copy(body[p:], rec.Producer)
 	p += copy(body[p:], rec.Key)
+	p += copy(body[p:], rec.Head)
 	copy(body[p:], rec.Data)
 	binary.LittleEndian.PutUint32(f[0:], uint32(len(body)))
 	binary.LittleEndian.PutUint32(f[4:], crc32.Checksum(body, castagnoli))

@@ -9,6 +9,14 @@
 // them, its version, the kind of output and the input event's sequence
 // (source), framed inside the journal record's data (see Record).
 //
+// A forward (a module passing its input on unchanged) is stored by
+// reference: the record holds the input event's sequence, not a second copy
+// of its key and data, and Read fills them in from the input journal
+// (Options.Source). A by-reference record whose input event the input
+// journal no longer holds (retention) is read with SourceMissing set and no
+// data; by-reference records only become readable once their input event
+// is durable too.
+//
 // Appends are ordered per stream by a mutex, so the handler stage and the
 // registry's timer and flush outputs may write concurrently. Commit writes
 // the appended records (one write per stream per batch); records become
@@ -16,6 +24,7 @@
 package streams
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -30,6 +39,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/badbatch/badbatch/appliance/journal"
 )
@@ -87,6 +97,10 @@ type Output struct {
 	Key       []byte
 	Data      []byte
 	Err       string // dead letters: why
+	// Ref stores the output by reference: it is input event Source itself,
+	// unchanged (a forward). Only Source is stored and Key and Data are
+	// ignored; Read takes them from the input journal (Options.Source).
+	Ref bool
 }
 
 // Record is one stored output. Its byte slices are owned by the Record.
@@ -100,20 +114,61 @@ type Record struct {
 	Key       []byte
 	Data      []byte
 	Err       string
+	// Ref: the record was stored by reference to input event Source (see
+	// Output.Ref); Key and Data were read from the input journal.
+	Ref bool
+	// SourceMissing: a by-reference record whose input event is no longer
+	// available (evicted by the input journal's retention, or no input
+	// journal); Key and Data are empty.
+	SourceMissing bool
+}
+
+// SourceReader reads the input journal that by-reference records point
+// into (*journal.Journal implements it).
+type SourceReader interface {
+	ReadRange(from, to int64, limit int) ([]journal.Record, error)
+	Durable() int64
+	Earliest() int64
 }
 
 // Record framing inside journal.Record.Data (little endian):
 //
-//	format:u8 (1) kind:u8 source:i64 version_len:u8 err_len:u16 | version err data
+//	format:u8 kind:u8 source:i64 version_len:u8 err_len:u16 | version err rest
 //
-// journal.Record.Producer holds the module name and Key the output key.
+// journal.Record.Producer holds the module name. By format:
+//
+//   - 1: one output with its data inline: rest is the data and
+//     journal.Record.Key its key.
+//   - 2: one output stored by reference to input event source: no rest.
+//   - 3: a run of count forwards by reference, of one module version at one
+//     time, stored as one journal record: rest is count:u16 followed by
+//     count-1 uvarint deltas between successive sources (each >= 1);
+//     source is the first one's. The run's outputs have the stream
+//     sequences journal.Record.Sequence-count+1 .. journal.Record.Sequence:
+//     a journal record is keyed by its last output, so the journal's
+//     durable and last sequences are the stream's.
 const (
-	frameFormat = 1
-	frameHeader = 1 + 1 + 8 + 1 + 2
-	maxErrLen   = 1024
+	frameFormat    = 1
+	frameFormatRef = 2
+	frameFormatRun = 3
+	frameHeader    = 1 + 1 + 8 + 1 + 2
+	maxErrLen      = 1024
+	// maxRun bounds the forwards of one run record (and so how far before
+	// a read's start the record holding it can begin).
+	maxRun = 256
 )
 
-func appendFrame(b []byte, o *Output) []byte {
+// appendHead appends o's frame header, version and error (everything but
+// the data) to b.
+func appendHead(b []byte, o *Output) []byte {
+	format := byte(frameFormat)
+	if o.Ref {
+		format = frameFormatRef
+	}
+	return appendHeadFormat(b, o, format)
+}
+
+func appendHeadFormat(b []byte, o *Output, format byte) []byte {
 	ver := o.Version
 	if len(ver) > 255 {
 		ver = ver[:255]
@@ -122,24 +177,55 @@ func appendFrame(b []byte, o *Output) []byte {
 	if len(msg) > maxErrLen {
 		msg = msg[:maxErrLen]
 	}
-	b = append(b, frameFormat, byte(o.Kind))
+	b = append(b, format, byte(o.Kind))
 	b = binary.LittleEndian.AppendUint64(b, uint64(o.Source))
 	b = append(b, byte(len(ver)))
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(msg)))
 	b = append(b, ver...)
-	b = append(b, msg...)
-	return append(b, o.Data...)
+	return append(b, msg...)
 }
 
-func decodeFrame(r *journal.Record) (Record, error) {
+// appendRun appends the frame of the run of forwards run (see
+// runLength) to b.
+func appendRun(b []byte, run []Output) []byte {
+	b = appendHeadFormat(b, &run[0], frameFormatRun)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(run)))
+	for i := 1; i < len(run); i++ {
+		b = binary.AppendUvarint(b, uint64(run[i].Source-run[i-1].Source))
+	}
+	return b
+}
+
+// runLength is how many outputs from outs[0] one run record can hold:
+// forwards by reference of one module version at one time, without error,
+// with increasing sources; 1 when outs[0] cannot start a run.
+func runLength(outs []Output) int {
+	o := &outs[0]
+	if !o.Ref || o.Kind != KindForward || o.Err != "" || o.Source < 0 {
+		return 1
+	}
+	n := 1
+	for n < len(outs) && n < maxRun {
+		p := &outs[n]
+		if !p.Ref || p.Kind != o.Kind || p.Err != "" || p.Module != o.Module || p.Version != o.Version ||
+			p.Timestamp != o.Timestamp || p.Source <= outs[n-1].Source {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// decodeFrame appends the outputs stored in journal record r to dst.
+func decodeFrame(dst []Record, r *journal.Record) ([]Record, error) {
 	d := r.Data
-	if len(d) < frameHeader || d[0] != frameFormat {
-		return Record{}, fmt.Errorf("stream record %d: bad frame", r.Sequence)
+	if len(d) < frameHeader || d[0] < frameFormat || d[0] > frameFormatRun {
+		return dst, fmt.Errorf("stream record %d: bad frame", r.Sequence)
 	}
 	vl := int(d[10])
 	el := int(binary.LittleEndian.Uint16(d[11:]))
 	if el > maxErrLen || len(d) < frameHeader+vl+el {
-		return Record{}, fmt.Errorf("stream record %d: truncated frame", r.Sequence)
+		return dst, fmt.Errorf("stream record %d: truncated frame", r.Sequence)
 	}
 	p := frameHeader
 	out := Record{
@@ -155,7 +241,59 @@ func decodeFrame(r *journal.Record) (Record, error) {
 	out.Err = string(d[p : p+el])
 	p += el
 	out.Data = d[p:]
-	return out, nil
+	switch d[0] {
+	case frameFormat:
+		return append(dst, out), nil
+	case frameFormatRef:
+		if p != len(d) || out.Source < 0 {
+			return dst, fmt.Errorf("stream record %d: by-reference frame with data or without a source", r.Sequence)
+		}
+		out.Ref, out.Data, out.Key = true, nil, nil
+		return append(dst, out), nil
+	}
+	rest := d[p:]
+	if len(rest) < 2 || out.Source < 0 || len(r.Key) != 0 || el != 0 {
+		return dst, fmt.Errorf("stream record %d: bad forward run", r.Sequence)
+	}
+	count := int64(binary.LittleEndian.Uint16(rest))
+	rest = rest[2:]
+	if count < 1 || count > maxRun || r.Sequence-count+1 < 0 {
+		return dst, fmt.Errorf("stream record %d: forward run of %d", r.Sequence, count)
+	}
+	out.Ref, out.Data, out.Key = true, nil, nil
+	out.Sequence = r.Sequence - count + 1
+	start := len(dst)
+	dst = append(dst, out)
+	for i := int64(1); i < count; i++ {
+		delta, n := binary.Uvarint(rest)
+		if n <= 0 || delta == 0 || delta > math.MaxInt64-uint64(out.Source) {
+			return dst[:start], fmt.Errorf("stream record %d: bad forward run delta", r.Sequence)
+		}
+		rest = rest[n:]
+		out.Sequence++
+		out.Source += int64(delta)
+		dst = append(dst, out)
+	}
+	if len(rest) != 0 {
+		return dst[:start], fmt.Errorf("stream record %d: %d stray bytes after a forward run", r.Sequence, len(rest))
+	}
+	return dst, nil
+}
+
+// runStart is the first stream sequence held by the journal record with
+// sequence seq (seq itself unless it is a run).
+func (st *Stream) runStart(seq int64) int64 {
+	if c := st.earliestCache.Load(); c != nil && c[0] == seq {
+		return c[1]
+	}
+	start := seq
+	if recs, err := st.j.ReadRange(seq, seq, 1); err == nil && len(recs) == 1 {
+		if outs, err := decodeFrame(nil, &recs[0]); err == nil && len(outs) > 0 {
+			start = outs[0].Sequence
+		}
+	}
+	st.earliestCache.Store(&[2]int64{seq, start})
+	return start
 }
 
 // Options configures a Set.
@@ -172,7 +310,11 @@ type Options struct {
 	// FsyncInterval is how often appended records are fsynced and become
 	// readable (zero: 10ms).
 	FsyncInterval time.Duration
-	Logger        *slog.Logger
+	// Source is the input journal by-reference records point into; nil
+	// when there is none (by-reference records then read as
+	// SourceMissing, and the appliance stores every output inline).
+	Source SourceReader
+	Logger *slog.Logger
 }
 
 // Set is the node's output streams.
@@ -192,9 +334,14 @@ type Stream struct {
 	name string
 	j    *journal.Journal
 
+	src           SourceReader
+	earliestCache atomic.Pointer[[2]int64] // runStart of the first record: {its sequence, start}
+
 	mu      sync.Mutex // orders appends
 	next    int64
-	buf     []byte
+	buf     []byte           // frame heads of the records being appended
+	recs    []journal.Record // the records being appended
+	runs    []runRef         // the outputs each of recs holds
 	pending bool
 
 	appended atomic.Uint64
@@ -270,7 +417,7 @@ func (s *Set) Ensure(name string) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("streams: open %s: %w", name, err)
 	}
-	st = &Stream{name: name, j: j, next: j.LastSequence() + 1}
+	st = &Stream{name: name, j: j, src: s.opts.Source, next: j.LastSequence() + 1}
 	s.streams[name] = st
 	return st, nil
 }
@@ -318,6 +465,16 @@ func (s *Set) AppendTo(st *Stream, o *Output) (int64, error) {
 		s.appendErrors.Add(1)
 	}
 	return seq, err
+}
+
+// AppendBatchTo appends outs to st (a stream of this set) like
+// Stream.AppendBatch, counting the outputs it could not append.
+func (s *Set) AppendBatchTo(st *Stream, outs []Output) (int64, error) {
+	first, n, err := st.AppendBatch(outs)
+	if err != nil {
+		s.appendErrors.Add(uint64(len(outs) - n))
+	}
+	return first, err
 }
 
 // AppendErrors counts outputs that could not be appended.
@@ -375,32 +532,82 @@ func (st *Stream) Name() string { return st.name }
 // Append appends o and returns its sequence in the stream. The record is
 // written by the next Commit and readable once durable.
 func (st *Stream) Append(o *Output) (int64, error) {
+	seq, _, err := st.AppendBatch(unsafe.Slice(o, 1))
+	return seq, err
+}
+
+// AppendBatch appends outs in order under one lock and returns the
+// sequence of the first (the others follow it) and how many were appended:
+// on an error, outs[:n] stay appended. Consecutive forwards by reference
+// of one module version are stored as one run record.
+func (st *Stream) AppendBatch(outs []Output) (first int64, n int, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.buf = appendFrame(st.buf[:0], o)
-	seq := st.next
-	key := o.Key
-	if len(key) > math.MaxUint16 {
-		key = key[:math.MaxUint16]
+	first = st.next
+	// Frame heads first (st.buf may move while it grows), then records.
+	st.buf = st.buf[:0]
+	st.runs = st.runs[:0]
+	for i := 0; i < len(outs); {
+		c := runLength(outs[i:])
+		if c > 1 {
+			st.buf = appendRun(st.buf, outs[i:i+c])
+		} else {
+			st.buf = appendHead(st.buf, &outs[i])
+		}
+		st.runs = append(st.runs, runRef{count: c, end: len(st.buf)})
+		i += c
 	}
-	for {
-		err := st.j.Append(journal.Record{Sequence: seq, Timestamp: o.Timestamp, Producer: []byte(o.Module), Key: key, Data: st.buf})
+	st.recs = slices.Grow(st.recs[:0], len(st.runs))[:len(st.runs)]
+	defer clear(st.recs) // drop the references to the callers' bytes
+	off, i := 0, 0
+	seq := st.next
+	for k, run := range st.runs {
+		o := &outs[i]
+		seq += int64(run.count)
+		r := journal.Record{Sequence: seq - 1, Timestamp: o.Timestamp,
+			Producer: unsafe.Slice(unsafe.StringData(o.Module), len(o.Module)), // only read (copied) by the journal
+			Head:     st.buf[off:run.end:run.end]}
+		off = run.end
+		if !o.Ref {
+			r.Key, r.Data = o.Key, o.Data
+			if len(r.Key) > math.MaxUint16 {
+				r.Key = r.Key[:math.MaxUint16]
+			}
+		}
+		st.recs[k] = r
+		i += run.count
+	}
+	recs, runs := st.recs, st.runs
+	for len(recs) > 0 {
+		k, err := st.j.AppendBatch(recs)
+		outsIn := 0
+		for _, run := range runs[:k] {
+			outsIn += run.count
+		}
+		n += outsIn
+		st.next += int64(outsIn)
+		st.appended.Add(uint64(outsIn))
+		if k > 0 {
+			st.pending = true
+		}
+		recs, runs = recs[k:], runs[k:]
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, journal.ErrUnavailable) {
-			return -1, fmt.Errorf("stream %s: %w", st.name, err)
+			return first, n, fmt.Errorf("stream %s: %w", st.name, err)
 		}
 		// Failing and its buffer is full: try to write out what is buffered.
 		if cerr := st.j.Commit(); cerr != nil {
-			return -1, fmt.Errorf("stream %s: %w", st.name, cerr)
+			return first, n, fmt.Errorf("stream %s: %w", st.name, cerr)
 		}
 	}
-	st.next++
-	st.pending = true
-	st.appended.Add(1)
-	return seq, nil
+	return first, n, nil
 }
+
+// runRef is one record AppendBatch writes: how many outputs it holds and
+// where its frame head ends in Stream.buf.
+type runRef struct{ count, end int }
 
 // Commit writes the records appended since the last Commit.
 func (st *Stream) Commit() error {
@@ -430,7 +637,13 @@ func (st *Stream) Durable() int64 { return st.j.Durable() }
 // readable). Records appended but not yet durable do not count: the
 // journal's own Earliest already looks past them while the stream's first
 // segment is not written yet.
-func (st *Stream) Earliest() int64 { return min(st.j.Earliest(), st.j.Durable()+1) }
+func (st *Stream) Earliest() int64 {
+	e, d := st.j.Earliest(), st.j.Durable()
+	if e > d {
+		return d + 1
+	}
+	return st.runStart(e)
+}
 
 // Appended counts records appended since the stream was opened.
 func (st *Stream) Appended() uint64 { return st.appended.Load() }
@@ -453,7 +666,9 @@ func (e *GoneError) Error() string {
 
 // Read calls fn for up to limit durable records in from..to, in order, and
 // returns the sequence after the last one delivered. A from below the
-// retained range is a *GoneError.
+// retained range is a *GoneError. By-reference records get the key and data
+// of their input event; the read stops before one whose input event is not
+// durable yet (a later read returns it).
 func (st *Stream) Read(from, to int64, limit int, fn func(*Record) error) (int64, error) {
 	if from < 0 || to < from || limit < 1 {
 		return from, fmt.Errorf("streams: invalid range from=%d to=%d limit=%d", from, to, limit)
@@ -461,26 +676,121 @@ func (st *Stream) Read(from, to int64, limit int, fn func(*Record) error) (int64
 	if from > st.j.Durable() && from >= st.Earliest() {
 		return from, nil // nothing readable there yet
 	}
-	recs, err := st.j.ReadRange(from, to, limit)
+	earliest := st.Earliest()
+	if from < earliest {
+		return from, &GoneError{From: from, Earliest: earliest}
+	}
+	// A journal record is keyed by its last output: the first one with a
+	// sequence >= from holds from, and records up to to+maxRun-1 may still
+	// hold outputs <= to.
+	jto := to
+	if jto <= math.MaxInt64-maxRun {
+		jto += maxRun - 1
+	}
+	recs, err := st.j.ReadRange(max(from, st.j.Earliest()), jto, limit)
 	if err != nil {
 		var ev *journal.EvictedError
 		if errors.As(err, &ev) {
-			return from, &GoneError{From: from, Earliest: ev.Earliest}
+			return from, &GoneError{From: from, Earliest: st.Earliest()}
 		}
 		return from, fmt.Errorf("stream %s: %w", st.name, err)
 	}
-	next := from
+	out := make([]Record, 0, len(recs))
 	for i := range recs {
-		r, err := decodeFrame(&recs[i])
-		if err != nil {
+		if out, err = decodeFrame(out, &recs[i]); err != nil {
+			if len(out) == 0 {
+				return from, err
+			}
+			break // deliver the good records first; the next read reports it
+		}
+	}
+	// Keep from..to, at most limit.
+	lo := 0
+	for lo < len(out) && out[lo].Sequence < from {
+		lo++
+	}
+	out = out[lo:]
+	hi := 0
+	for hi < len(out) && hi < limit && out[hi].Sequence <= to {
+		hi++
+	}
+	out = out[:hi]
+	out, err = st.resolve(out)
+	if err != nil {
+		return from, err
+	}
+	next := from
+	for i := range out {
+		if err := fn(&out[i]); err != nil {
 			return next, err
 		}
-		if err := fn(&r); err != nil {
-			return next, err
-		}
-		next = r.Sequence + 1
+		next = out[i].Sequence + 1
 	}
 	return next, nil
+}
+
+// resolve fills in the key and data of by-reference records from the
+// input journal and returns recs cut before the first one whose input
+// event is not durable yet.
+func (st *Stream) resolve(recs []Record) ([]Record, error) {
+	lo, hi, refs := int64(math.MaxInt64), int64(-1), 0
+	for i := range recs {
+		r := &recs[i]
+		if !r.Ref {
+			continue
+		}
+		if st.src == nil {
+			r.SourceMissing = true
+			continue
+		}
+		if r.Source > st.src.Durable() {
+			recs = recs[:i]
+			break
+		}
+		lo, hi, refs = min(lo, r.Source), max(hi, r.Source), refs+1
+	}
+	if refs == 0 {
+		return recs, nil
+	}
+	// Forwards point at increasing input sequences, mostly without gaps:
+	// one range read serves them all. Sparse references are read one by one.
+	var src []journal.Record
+	lo = max(lo, st.src.Earliest())
+	if hi >= lo {
+		if span := hi - lo + 1; span <= int64(4*refs+64) {
+			rs, err := st.src.ReadRange(lo, hi, int(span))
+			if err != nil && !errors.Is(err, journal.ErrEvicted) {
+				return nil, fmt.Errorf("stream %s: read input events %d..%d: %w", st.name, lo, hi, err)
+			}
+			src = rs
+		} else {
+			for i := range recs {
+				r := &recs[i]
+				if !r.Ref || r.Source < lo {
+					continue
+				}
+				rs, err := st.src.ReadRange(r.Source, r.Source, 1)
+				if err != nil && !errors.Is(err, journal.ErrEvicted) {
+					return nil, fmt.Errorf("stream %s: read input event %d: %w", st.name, r.Source, err)
+				}
+				src = append(src, rs...)
+			}
+			slices.SortFunc(src, func(a, b journal.Record) int { return cmp.Compare(a.Sequence, b.Sequence) })
+		}
+	}
+	for i := range recs {
+		r := &recs[i]
+		if !r.Ref || r.SourceMissing {
+			continue
+		}
+		k, ok := slices.BinarySearchFunc(src, r.Source, func(e journal.Record, seq int64) int { return cmp.Compare(e.Sequence, seq) })
+		if !ok {
+			r.SourceMissing = true
+			continue
+		}
+		r.Key, r.Data = src[k].Key, src[k].Data
+	}
+	return recs, nil
 }
 
 // Info summarises a stream.

@@ -65,16 +65,9 @@ func Field(doc []byte, name string) ([]byte, bool) {
 		if i >= n {
 			return nil, false
 		}
-		match := i-ks == len(name)
-		if match {
-			key := doc[ks:i]
-			for k := 0; k < len(key) && k < len(name); k++ {
-				if key[k] != name[k] {
-					match = false
-					break
-				}
-			}
-		}
+		// One runtime call (memequal, a wasm loop of its own) instead of
+		// a Go loop whose every iteration is a br_table dispatch.
+		match := string(doc[ks:i]) == name
 		i++
 		for i < n && isSpace(doc[i]) {
 			i++

@@ -9,6 +9,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/badbatch/badbatch/modules/sdk"
 )
@@ -21,6 +22,10 @@ type config struct {
 
 var cfg config
 
+// dropLen[n] says some drop value is n bytes long (n < len(dropLen)): most
+// values are then rejected without comparing bytes.
+var dropLen [64]bool
+
 func init() {
 	sdk.Register(sdk.Module{
 		Init: func(c *sdk.Config) error {
@@ -29,6 +34,12 @@ func init() {
 			}
 			if cfg.Field == "" {
 				return errors.New(`config "field" is required`)
+			}
+			for _, d := range cfg.Drop {
+				if len(d) >= len(dropLen) {
+					return fmt.Errorf("drop value %q is longer than %d bytes", d, len(dropLen)-1)
+				}
+				dropLen[len(d)] = true
 			}
 			return nil
 		},
@@ -48,7 +59,7 @@ func process(ev *sdk.Event, out *sdk.Out) {
 		out.Forward()
 		return
 	}
-	if len(v) >= 2 && v[0] == '"' {
+	if len(v) >= 2 && v[0] == '"' && len(v)-2 < len(dropLen) && dropLen[len(v)-2] {
 		v = v[1 : len(v)-1]
 		for _, d := range cfg.Drop {
 			if sdk.Equal(v, d) {
