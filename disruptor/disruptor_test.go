@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -729,5 +730,86 @@ func TestPaddingReport(t *testing.T) {
 	r := PaddingReport()
 	if r.Pad != CacheLinePad || (r.CacheLine > 0 && r.Sufficient != (r.CacheLine <= CacheLinePad)) {
 		t.Fatalf("report %+v", r)
+	}
+}
+
+// TestBarrierMultiProducerHoles: on a multi-producer ring a barrier never
+// hands out a slot that is claimed but not yet published, whatever the
+// strategy (the non-parking ones wait on the slot itself), stops its scan
+// at the first such slot, finds slots published out of claim order once
+// the hole is filled, and still sees the right lap after the ring wrapped.
+func TestBarrierMultiProducerHoles(t *testing.T) {
+	for _, name := range WaitStrategyNames() {
+		t.Run(name, func(t *testing.T) {
+			ws, err := ParseWaitStrategy(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, _ := NewRingBuffer[item](8, nil, MultiProducer, ws)
+			consumer := NewSequence(InitialSequence)
+			rb.AddGatingSequences(consumer)
+			b := rb.NewBarrier()
+			for lap := int64(0); lap < 3; lap++ {
+				base := lap * 8
+				hi, err := rb.NextN(3) // base .. base+2
+				if err != nil || hi != base+2 {
+					t.Fatalf("NextN(3) = %d, %v", hi, err)
+				}
+				rb.Publish(base)
+				rb.Publish(base + 2)
+				if got, err := b.WaitFor(base); err != nil || got != base {
+					t.Fatalf("lap %d: WaitFor(%d) = %d, %v; want %d (hole at %d)", lap, base, got, err, base, base+1)
+				}
+				// A waiter on the hole gets it once it is published (the
+				// parking strategies return below the hole until then,
+				// as the processor's loop expects).
+				done := make(chan int64)
+				go func() {
+					for {
+						got, err := b.WaitFor(base + 1)
+						if err != nil || got > base {
+							if err != nil {
+								got = -1
+							}
+							done <- got
+							return
+						}
+						if got != base {
+							done <- got
+							return
+						}
+						runtime.Gosched()
+					}
+				}()
+				time.Sleep(time.Millisecond)
+				rb.Publish(base + 1)
+				if got := <-done; got != base+2 {
+					t.Fatalf("lap %d: WaitFor(%d) after the hole was filled = %d, want %d", lap, base+1, got, base+2)
+				}
+				hi, err = rb.NextN(5) // fill the lap
+				if err != nil || hi != base+7 {
+					t.Fatalf("NextN(5) = %d, %v", hi, err)
+				}
+				rb.PublishRange(base+3, base+7)
+				if got, _ := b.WaitFor(base + 3); got != base+7 {
+					t.Fatalf("lap %d: WaitFor(%d) = %d, want %d", lap, base+3, got, base+7)
+				}
+				consumer.Set(base + 7)
+			}
+			// A waiter on a slot nobody claims returns on alert.
+			errc := make(chan error)
+			go func() {
+				_, err := b.WaitFor(24)
+				for errors.Is(err, ErrTimeout) { // timeout-blocking
+					_, err = b.WaitFor(24)
+				}
+				errc <- err
+			}()
+			time.Sleep(time.Millisecond)
+			b.Alert()
+			if err := <-errc; !errors.Is(err, ErrAlerted) {
+				t.Fatalf("WaitFor after Alert: %v", err)
+			}
+		})
 	}
 }

@@ -117,9 +117,9 @@ func (p *BatchEventProcessor[T]) loop() error {
 	next := p.seq.Get() + 1
 	ws := p.ring.core.ws
 	relaxed := p.ring.core.relaxed
-	cp, _ := ws.(capacityParker)
+	room := p.ring.core.room
 	for {
-		available, err := p.barrier.WaitFor(next)
+		available, depth, err := p.barrier.waitFor(next, next+p.maxBatch-1)
 		if err != nil {
 			switch {
 			case errors.Is(err, ErrTimeout):
@@ -143,18 +143,23 @@ func (p *BatchEventProcessor[T]) loop() error {
 		}
 		if available < next {
 			// Claimed but not yet published: the producer is between its
-			// claim and its publish, and may have been descheduled there
-			// (more producers than cores). Yield so that it can run,
-			// rather than spin on its cache line.
+			// claim and its publish. If it is running, that takes
+			// nanoseconds, so re-check a few times; it may also have been
+			// descheduled there (more producers than cores), so then
+			// yield so that it can run.
+			if p.barrier.mp != nil && p.barrier.mp.spinUntilPublished(next) {
+				continue
+			}
 			runtime.Gosched()
 			continue
 		}
 		end := available
-		if end-next >= p.maxBatch {
-			end = next + p.maxBatch - 1
-		}
 		if p.batchStart != nil {
-			p.batchStart.OnBatchStart(end-next+1, available-next+1)
+			if end < depth && end-next+1 < p.maxBatch {
+				// The scan stopped at a slot claimed but not yet published.
+				depth = end
+			}
+			p.batchStart.OnBatchStart(end-next+1, depth-next+1)
 		}
 		for next <= end {
 			failed, herr := p.processBatch(next, end)
@@ -174,10 +179,8 @@ func (p *BatchEventProcessor[T]) loop() error {
 		} else {
 			p.seq.Set(end)
 			ws.SignalAllWhenBlocking()
-			if cp != nil {
-				cp.signalCapacity()
-			}
 		}
+		room.signal()
 	}
 }
 

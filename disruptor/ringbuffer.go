@@ -41,7 +41,9 @@ func NewRingBuffer[T any](size int, factory func() T, producer ProducerType, ws 
 			r.entries[i] = factory()
 		}
 	}
-	core := sequencerCore{bufferSize: int64(size), ws: ws, cursor: NewSequence(InitialSequence), gating: &gating{}, closed: &r.closed, halted: &r.halted, relaxed: isRelaxed(ws)}
+	room := &parker{}
+	room.init()
+	core := sequencerCore{room: room, bufferSize: int64(size), ws: ws, cursor: NewSequence(InitialSequence), gating: &gating{}, closed: &r.closed, halted: &r.halted, relaxed: isRelaxed(ws)}
 	switch producer {
 	case SingleProducer:
 		sp := &singleProducerSequencer{sequencerCore: core, nextValue: InitialSequence, cachedValue: InitialSequence, pending: NewSequence(InitialSequence)}
@@ -218,6 +220,8 @@ func (r *RingBuffer[T]) NewBarrier(deps ...*Sequence) *SequenceBarrier {
 	b := &SequenceBarrier{ws: r.core.ws, cursor: r.core.cursor, mp: r.mp}
 	if len(deps) == 0 {
 		b.deps = SequenceGroup{r.core.cursor}
+		b.direct = r.mp != nil
+		b.sw, _ = r.core.ws.(slotWaiter)
 	} else {
 		b.deps = append(SequenceGroup(nil), deps...)
 	}
@@ -235,9 +239,7 @@ func (r *RingBuffer[T]) Halt() {
 // signalProgress wakes parked consumers and producers parked for capacity.
 func (r *RingBuffer[T]) signalProgress() {
 	r.core.ws.SignalAllWhenBlocking()
-	if cp, ok := r.core.ws.(capacityParker); ok {
-		cp.signalCapacity()
-	}
+	r.core.room.signal()
 }
 
 // Close refuses new claims (they return ErrHalted) while claims already
@@ -253,10 +255,14 @@ func (r *RingBuffer[T]) Halted() bool { return r.halted.Load() }
 // SequenceBarrier is what a consumer waits on: the ring's cursor and the
 // sequences of the consumers it depends on.
 type SequenceBarrier struct {
-	ws      WaitStrategy
-	cursor  *Sequence
-	deps    SequenceGroup
-	mp      *multiProducerSequencer // nil for a single producer: everything up to the cursor is published
+	ws     WaitStrategy
+	cursor *Sequence
+	deps   SequenceGroup
+	mp     *multiProducerSequencer // nil for a single producer: everything up to the cursor is published
+	// direct is set for a barrier on a multi-producer ring that waits on
+	// the cursor alone: a published slot is then enough to go on.
+	direct  bool
+	sw      slotWaiter // the strategy's wait on a slot, if it has one
 	alerted atomic.Bool
 }
 
@@ -264,20 +270,46 @@ type SequenceBarrier struct {
 // can be consumed now (at least seq unless an error is returned). A result
 // below seq means a producer has claimed but not yet published seq.
 func (b *SequenceBarrier) WaitFor(seq int64) (int64, error) {
+	published, _, err := b.waitFor(seq, maxSequence)
+	return published, err
+}
+
+// maxSequence is the largest sequence: no limit.
+const maxSequence = int64(^uint64(0) >> 1)
+
+// waitFor is WaitFor for a consumer that takes at most the events up to
+// limit (>= seq): on a multi-producer ring it scans the per-slot
+// availability no further than limit, so a consumer with a maximum batch
+// size does not rescan the whole ring for every batch. It returns the
+// highest published sequence (at most limit) and the value the dependents
+// reached, which may be higher.
+func (b *SequenceBarrier) waitFor(seq, limit int64) (published, available int64, err error) {
 	if err := b.CheckAlert(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	available, err := b.ws.WaitFor(seq, b.cursor, b.deps, b)
+	if b.direct {
+		// Wait on the slot rather than on the cursor, whose cache line the
+		// producers' claims keep contending for. Nothing past
+		// seq+bufferSize-1 can be published before this consumer moves
+		// on, so that bounds the scan.
+		if !b.mp.isAvailable(seq) && b.sw != nil {
+			if err := b.sw.waitSlot(b.mp, seq, b); err != nil {
+				return 0, 0, err
+			}
+		}
+		if b.mp.isAvailable(seq) {
+			published = b.mp.highestPublished(seq, min(seq+b.mp.bufferSize-1, limit))
+			return published, published, nil
+		}
+	}
+	available, err = b.ws.WaitFor(seq, b.cursor, b.deps, b)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if available < seq {
-		return available, nil
+	if available < seq || b.mp == nil {
+		return min(available, limit), available, nil
 	}
-	if b.mp == nil {
-		return available, nil
-	}
-	return b.mp.highestPublished(seq, available), nil
+	return b.mp.highestPublished(seq, min(available, limit)), available, nil
 }
 
 // Cursor returns the minimum of the sequences this barrier waits on.

@@ -122,6 +122,22 @@ func (y *YieldingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGrou
 // SignalAllWhenBlocking implements WaitStrategy; it does nothing.
 func (*YieldingWaitStrategy) SignalAllWhenBlocking() {}
 
+func (y *YieldingWaitStrategy) waitSlot(mp *multiProducerSequencer, seq int64, alert Alerter) error {
+	counter := y.spinTries
+	for !mp.isAvailable(seq) {
+		if err := alert.CheckAlert(); err != nil {
+			return err
+		}
+		if counter > 0 {
+			counter--
+			spinPause()
+		} else {
+			runtime.Gosched()
+		}
+	}
+	return nil
+}
+
 func (*YieldingWaitStrategy) neverParks() {}
 
 // SleepingWaitStrategy spins, then yields, then sleeps for short periods. A
@@ -162,6 +178,25 @@ func (s *SleepingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGrou
 // SignalAllWhenBlocking implements WaitStrategy; it does nothing.
 func (*SleepingWaitStrategy) SignalAllWhenBlocking() {}
 
+func (s *SleepingWaitStrategy) waitSlot(mp *multiProducerSequencer, seq int64, alert Alerter) error {
+	counter := s.retries
+	for !mp.isAvailable(seq) {
+		if err := alert.CheckAlert(); err != nil {
+			return err
+		}
+		switch {
+		case counter > 100:
+			counter--
+		case counter > 0:
+			counter--
+			runtime.Gosched()
+		default:
+			time.Sleep(s.sleep)
+		}
+	}
+	return nil
+}
+
 func (*SleepingWaitStrategy) neverParks() {}
 
 // parker is the shared mutex/condition machinery of the blocking strategies.
@@ -180,7 +215,8 @@ type parker struct {
 	cond         sync.Cond
 	// tick re-checks parked producers now and then, for gating sequences
 	// that are advanced by hand (AddGatingSequences) rather than by a
-	// processor or poller, which signal.
+	// processor or poller, which signal, and for the race described at
+	// parkForCapacity.
 	tick *time.Timer
 }
 
@@ -197,7 +233,10 @@ func (p *parker) init() {
 // parkForCapacity parks a producer until the slowest gating sequence
 // reaches wrapPoint or the ring is halted. Consumers signal after each
 // batch, so the producer wakes as soon as there is room; the tick bounds
-// the wait when no consumer signals.
+// the wait when no consumer signals. Consumers of the non-parking
+// strategies publish their progress with a release store only, which the
+// CPU may order after their load of signalNeeded: in that rare race the
+// wake-up is lost and the tick (1 ms) wakes the producer instead.
 func (p *parker) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -248,37 +287,29 @@ func (p *parker) park(seq int64, deps SequenceGroup, alert Alerter, deadline tim
 	}
 }
 
-// capacityParker is implemented by the parking strategies: producers
-// blocked on a full ring park on a parker of their own, which consumers
-// signal after each batch, so that publishes (which wake consumers) do not
-// also wake producers that are waiting for room.
-type capacityParker interface {
-	parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool)
-	signalCapacity()
+// slotWaiter is implemented by the strategies that poll without parking:
+// a consumer of a multi-producer ring that depends on nothing but the
+// cursor waits for its next slot to be published by polling that slot
+// (written once per publish) instead of the cursor (written by every
+// claim). A slot claimed but not yet published is waited for the same way,
+// yielding to the producer that holds it. Parking strategies keep waiting
+// on the cursor: their wake-up handshake needs its sequentially consistent
+// update.
+type slotWaiter interface {
+	waitSlot(mp *multiProducerSequencer, seq int64, alert Alerter) error
 }
-
-// capacity is embedded by the parking strategies.
-type capacity struct{ cp parker }
-
-func (c *capacity) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
-	c.cp.parkForCapacity(g, def, wrapPoint, halted)
-}
-
-func (c *capacity) signalCapacity() { c.cp.signal() }
 
 // BlockingWaitStrategy parks waiting consumers on a condition variable and
 // wakes them on publish and on consumer progress. CPU use at idle is zero;
 // wake-up latency is that of the Go scheduler (microseconds).
 type BlockingWaitStrategy struct {
 	p parker
-	capacity
 }
 
 // NewBlockingWaitStrategy returns the blocking strategy.
 func NewBlockingWaitStrategy() *BlockingWaitStrategy {
 	b := &BlockingWaitStrategy{}
 	b.p.init()
-	b.cp.init()
 	return b
 }
 
@@ -298,7 +329,6 @@ func (b *BlockingWaitStrategy) SignalAllWhenBlocking() { b.p.signal() }
 type LiteBlockingWaitStrategy struct {
 	p     parker
 	spins int
-	capacity
 }
 
 // NewLiteBlockingWaitStrategy returns the lite-blocking strategy (64 spins
@@ -306,7 +336,6 @@ type LiteBlockingWaitStrategy struct {
 func NewLiteBlockingWaitStrategy() *LiteBlockingWaitStrategy {
 	l := &LiteBlockingWaitStrategy{spins: 64}
 	l.p.init()
-	l.cp.init()
 	return l
 }
 
@@ -333,14 +362,12 @@ func (l *LiteBlockingWaitStrategy) SignalAllWhenBlocking() { l.p.signal() }
 type TimeoutBlockingWaitStrategy struct {
 	p       parker
 	timeout time.Duration
-	capacity
 }
 
 // NewTimeoutBlockingWaitStrategy returns a blocking strategy with a timeout.
 func NewTimeoutBlockingWaitStrategy(timeout time.Duration) *TimeoutBlockingWaitStrategy {
 	t := &TimeoutBlockingWaitStrategy{timeout: timeout}
 	t.p.init()
-	t.cp.init()
 	return t
 }
 
