@@ -77,6 +77,7 @@ type wasmStage struct {
 	flushOuts []streams.Output // flush's scratch
 	origins   []origin         // module versions of the outputs in pend
 	errs      []string         // error messages of the outputs in pend
+	runSrc    []int64          // sources of the forward runs in pend
 	appendErr uint64           // AppendErrors at the previous batch end
 	replayed  atomic.Int64
 }
@@ -175,12 +176,17 @@ func streamFor(o *wasmhost.Output) string {
 // inline output's key and data are copied into the stage's arena (the
 // module's output buffer is reused by its next call); a forward is stored
 // by reference to its input event, so nothing is copied.
+//
+// Consecutive forwards to one stream of one module version are one
+// pendingOut: a run of sources (runLen of them from runStart in
+// wasmStage.runSrc), appended with Stream.AppendForwards.
 type pendingOut struct {
 	st                               *streams.Stream
 	source, ts                       int64
 	origin                           int32 // index in wasmStage.origins
 	errIdx                           int32 // index in wasmStage.errs, -1: none
 	keyOff, keyLen, dataOff, dataLen int32
+	runStart, runLen                 int32 // a run of forwards (runLen > 0)
 	kind                             streams.Kind
 	ref                              bool
 }
@@ -218,32 +224,47 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 	if n := len(w.origins); n == 0 || w.origins[n-1].module != o.Module || w.origins[n-1].version != o.Version {
 		w.origins = append(w.origins, origin{o.Module, o.Version})
 	}
-	p := pendingOut{st: w.lastSt, source: -1, ts: w.now, origin: int32(len(w.origins) - 1), errIdx: -1, kind: streams.Kind(o.Kind)}
+	org := int32(len(w.origins) - 1)
+	ts, source := w.now, int64(-1)
+	if ts == 0 {
+		ts = time.Now().UnixNano()
+	}
 	if o.Event != nil {
-		p.source = int64(o.Event.Seq)
+		source = int64(o.Event.Seq)
 	}
-	if p.ts == 0 {
-		p.ts = time.Now().UnixNano()
+	if w.recording.Load() > 0 && source >= 0 {
+		out := w.output(&o)
+		out.Key, out.Data = o.Key, o.Data
+		w.outs.add(source, name, &out)
 	}
+	// The journal stage runs before this one, so the input event is in the
+	// journal (or the journal is disabled: then everything is inline).
+	if o.Kind == wasmhost.OutputForward && source >= 0 && w.j != nil {
+		if n := len(w.pend); n > 0 {
+			if r := &w.pend[n-1]; r.runLen > 0 && r.st == w.lastSt && r.origin == org && r.ts == ts &&
+				source > w.runSrc[len(w.runSrc)-1] {
+				w.runSrc = append(w.runSrc, source)
+				r.runLen++
+				return
+			}
+		}
+		w.pend = append(w.pend, pendingOut{st: w.lastSt, source: source, ts: ts, origin: org, errIdx: -1,
+			kind: streams.KindForward, ref: true, runStart: int32(len(w.runSrc)), runLen: 1})
+		w.runSrc = append(w.runSrc, source)
+		if len(w.runSrc) >= maxPending {
+			w.flush()
+		}
+		return
+	}
+	p := pendingOut{st: w.lastSt, source: source, ts: ts, origin: org, errIdx: -1, kind: streams.Kind(o.Kind)}
 	if o.Err != nil {
 		p.errIdx = int32(len(w.errs))
 		w.errs = append(w.errs, o.Err.Error())
 	}
-	if w.recording.Load() > 0 && p.source >= 0 {
-		out := w.output(&o)
-		out.Key, out.Data = o.Key, o.Data
-		w.outs.add(p.source, name, &out)
-	}
-	// The journal stage runs before this one, so the input event is in the
-	// journal (or the journal is disabled: then everything is inline).
-	if o.Kind == wasmhost.OutputForward && p.source >= 0 && w.j != nil {
-		p.ref = true
-	} else {
-		p.keyOff, p.keyLen = int32(len(w.arena)), int32(len(o.Key))
-		w.arena = append(w.arena, o.Key...)
-		p.dataOff, p.dataLen = int32(len(w.arena)), int32(len(o.Data))
-		w.arena = append(w.arena, o.Data...)
-	}
+	p.keyOff, p.keyLen = int32(len(w.arena)), int32(len(o.Key))
+	w.arena = append(w.arena, o.Key...)
+	p.dataOff, p.dataLen = int32(len(w.arena)), int32(len(o.Data))
+	w.arena = append(w.arena, o.Data...)
 	w.pend = append(w.pend, p)
 	if len(w.pend) >= maxPending || len(w.arena) >= maxPendingBytes {
 		w.flush()
@@ -270,8 +291,16 @@ func (w *wasmStage) output(o *wasmhost.Output) streams.Output {
 func (w *wasmStage) flush() {
 	for i := 0; i < len(w.pend); {
 		st := w.pend[i].st
+		if p := &w.pend[i]; p.runLen > 0 {
+			org := &w.origins[p.origin]
+			if _, err := w.streams.AppendForwardsTo(st, org.module, org.version, p.ts, w.runSrc[p.runStart:p.runStart+p.runLen]); err != nil {
+				w.appendFailed(st.Name(), err)
+			}
+			i++
+			continue
+		}
 		w.flushOuts = w.flushOuts[:0]
-		for ; i < len(w.pend) && w.pend[i].st == st; i++ {
+		for ; i < len(w.pend) && w.pend[i].st == st && w.pend[i].runLen == 0; i++ {
 			p := &w.pend[i]
 			org := &w.origins[p.origin]
 			o := streams.Output{Kind: p.kind, Module: org.module, Version: org.version, Source: p.source, Timestamp: p.ts, Ref: p.ref}
@@ -292,7 +321,7 @@ func (w *wasmStage) flush() {
 	clear(w.flushOuts)
 	clear(w.origins)
 	clear(w.errs)
-	w.pend, w.arena, w.origins, w.errs = w.pend[:0], w.arena[:0], w.origins[:0], w.errs[:0]
+	w.pend, w.arena, w.origins, w.errs, w.runSrc = w.pend[:0], w.arena[:0], w.origins[:0], w.errs[:0], w.runSrc[:0]
 }
 
 // appendFailed logs the first failed append of an episode.

@@ -23,7 +23,8 @@ import (
 // In "filter" every event passes the filter (level "info"), so each one is
 // also written to the "default" output stream; "filter-drops" publishes
 // events the filter drops (level "debug"): the same module work without
-// the output stream writes, to separate the two costs.
+// the output stream writes, to separate the two costs. filter-as is the
+// same filter written in AssemblyScript (modules/examples/filter-as).
 //
 //	go test -run='^$' -bench=PublishWithModules -benchtime=200x ./appliance/
 func BenchmarkPublishWithModules(b *testing.B) {
@@ -31,6 +32,8 @@ func BenchmarkPublishWithModules(b *testing.B) {
 		{"none", "none", "info"},
 		{"filter", "filter", "info"},
 		{"filter-drops", "filter", "debug"},
+		{"filter-as", "filter-as", "info"},
+		{"filter-as-drops", "filter-as", "debug"},
 		{"wat-counter", "wat-counter", "info"},
 	} {
 		b.Run(tc.name, func(b *testing.B) { benchModules(b, tc.module, tc.level) })

@@ -34,8 +34,12 @@ var wasmTestCache = filepath.Join(os.TempDir(), "badbatch-appliance-test-wasm-ca
 // copyModule copies the repo's modules/NAME.{wasm,toml} into dir.
 func copyModule(t testing.TB, dir, name string) {
 	t.Helper()
+	src := filepath.Join("..", "modules")
+	if _, err := os.Stat(filepath.Join(src, name+".wasm")); err != nil {
+		src = filepath.Join(src, "examples", name) // an example not loaded by default
+	}
 	for _, ext := range []string{".wasm", ".toml"} {
-		b, err := os.ReadFile(filepath.Join("..", "modules", name+ext))
+		b, err := os.ReadFile(filepath.Join(src, name+ext))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -185,13 +185,13 @@ func appendHeadFormat(b []byte, o *Output, format byte) []byte {
 	return append(b, msg...)
 }
 
-// appendRun appends the frame of the run of forwards run (see
-// runLength) to b.
-func appendRun(b []byte, run []Output) []byte {
-	b = appendHeadFormat(b, &run[0], frameFormatRun)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(run)))
-	for i := 1; i < len(run); i++ {
-		b = binary.AppendUvarint(b, uint64(run[i].Source-run[i-1].Source))
+// appendRunSources appends the frame of a run record to b: the forwards
+// of sources (increasing, the first is head.Source) described by head.
+func appendRunSources(b []byte, head *Output, sources []int64) []byte {
+	b = appendHeadFormat(b, head, frameFormatRun)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(sources)))
+	for i := 1; i < len(sources); i++ {
+		b = binary.AppendUvarint(b, uint64(sources[i]-sources[i-1]))
 	}
 	return b
 }
@@ -342,6 +342,7 @@ type Stream struct {
 	buf     []byte           // frame heads of the records being appended
 	recs    []journal.Record // the records being appended
 	runs    []runRef         // the outputs each of recs holds
+	srcs    []int64          // the sources of a run being framed
 	pending bool
 
 	appended atomic.Uint64
@@ -477,6 +478,16 @@ func (s *Set) AppendBatchTo(st *Stream, outs []Output) (int64, error) {
 	return first, err
 }
 
+// AppendForwardsTo appends forwards to st (a stream of this set) like
+// Stream.AppendForwards, counting the outputs it could not append.
+func (s *Set) AppendForwardsTo(st *Stream, module, version string, ts int64, sources []int64) (int64, error) {
+	first, n, err := st.AppendForwards(module, version, ts, sources)
+	if err != nil {
+		s.appendErrors.Add(uint64(len(sources) - n))
+	}
+	return first, err
+}
+
 // AppendErrors counts outputs that could not be appended.
 func (s *Set) AppendErrors() uint64 { return s.appendErrors.Load() }
 
@@ -550,7 +561,11 @@ func (st *Stream) AppendBatch(outs []Output) (first int64, n int, err error) {
 	for i := 0; i < len(outs); {
 		c := runLength(outs[i:])
 		if c > 1 {
-			st.buf = appendRun(st.buf, outs[i:i+c])
+			st.srcs = st.srcs[:0]
+			for _, o := range outs[i : i+c] {
+				st.srcs = append(st.srcs, o.Source)
+			}
+			st.buf = appendRunSources(st.buf, &outs[i], st.srcs)
 		} else {
 			st.buf = appendHead(st.buf, &outs[i])
 		}
@@ -577,6 +592,13 @@ func (st *Stream) AppendBatch(outs []Output) (first int64, n int, err error) {
 		st.recs[k] = r
 		i += run.count
 	}
+	n, err = st.appendRecords()
+	return first, n, err
+}
+
+// appendRecords appends st.recs (holding st.runs outputs) to the journal
+// and returns how many outputs went in; st.mu is held.
+func (st *Stream) appendRecords() (n int, err error) {
 	recs, runs := st.recs, st.runs
 	for len(recs) > 0 {
 		k, err := st.j.AppendBatch(recs)
@@ -595,14 +617,56 @@ func (st *Stream) AppendBatch(outs []Output) (first int64, n int, err error) {
 			break
 		}
 		if !errors.Is(err, journal.ErrUnavailable) {
-			return first, n, fmt.Errorf("stream %s: %w", st.name, err)
+			return n, fmt.Errorf("stream %s: %w", st.name, err)
 		}
 		// Failing and its buffer is full: try to write out what is buffered.
 		if cerr := st.j.Commit(); cerr != nil {
-			return first, n, fmt.Errorf("stream %s: %w", st.name, cerr)
+			return n, fmt.Errorf("stream %s: %w", st.name, cerr)
 		}
 	}
-	return first, n, nil
+	return n, nil
+}
+
+// AppendForwards appends forwards by reference of input events sources
+// (increasing) by one module version at time ts, as AppendBatch would
+// append the equivalent Outputs, without building them.
+func (st *Stream) AppendForwards(module, version string, ts int64, sources []int64) (first int64, n int, err error) {
+	if len(sources) == 0 {
+		return st.Last() + 1, 0, nil
+	}
+	for i, src := range sources {
+		if src < 0 || i > 0 && src <= sources[i-1] {
+			return st.Last() + 1, 0, fmt.Errorf("stream %s: forward sources must be non-negative and increasing", st.name)
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	first = st.next
+	st.buf = st.buf[:0]
+	st.runs = st.runs[:0]
+	head := Output{Kind: KindForward, Version: version, Ref: true}
+	for i := 0; i < len(sources); i += maxRun {
+		run := sources[i:min(i+maxRun, len(sources))]
+		head.Source = run[0]
+		if len(run) == 1 {
+			st.buf = appendHead(st.buf, &head)
+		} else {
+			st.buf = appendRunSources(st.buf, &head, run)
+		}
+		st.runs = append(st.runs, runRef{count: len(run), end: len(st.buf)})
+	}
+	st.recs = slices.Grow(st.recs[:0], len(st.runs))[:len(st.runs)]
+	defer clear(st.recs)
+	off := 0
+	seq := st.next
+	producer := unsafe.Slice(unsafe.StringData(module), len(module)) // only read (copied) by the journal
+	for k, run := range st.runs {
+		seq += int64(run.count)
+		st.recs[k] = journal.Record{Sequence: seq - 1, Timestamp: ts, Producer: producer, Head: st.buf[off:run.end:run.end]}
+		off = run.end
+	}
+	n, err = st.appendRecords()
+	return first, n, err
 }
 
 // runRef is one record AppendBatch writes: how many outputs it holds and

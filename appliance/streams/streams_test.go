@@ -159,8 +159,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add(appendFrame(nil, &Output{Kind: KindEmit, Version: "1", Source: 7, Data: []byte(`{}`)}), "m", int64(3))
 	f.Add(appendFrame(nil, &Output{Kind: KindForward, Version: "2", Source: 9, Ref: true}), "m", int64(3))
 	f.Add(appendFrame(nil, &Output{Kind: KindDeadLetter, Err: "boom", Source: -1}), "", int64(0))
-	f.Add(appendRun(nil, []Output{{Kind: KindForward, Version: "3", Source: 5, Ref: true}, {Kind: KindForward, Source: 6, Ref: true},
-		{Kind: KindForward, Source: 300, Ref: true}}), "filter", int64(10))
+	f.Add(appendRunSources(nil, &Output{Kind: KindForward, Version: "3", Source: 5, Ref: true}, []int64{5, 6, 300}), "filter", int64(10))
 	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255}, "x", int64(1))
 	f.Add([]byte{3, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0}, "x", int64(1))
 	f.Fuzz(func(t *testing.T, data []byte, module string, seq int64) {
@@ -179,14 +178,14 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		var again []byte
 		if data[0] == frameFormatRun {
-			outs := make([]Output, len(rs))
+			sources := make([]int64, len(rs))
 			for i, r := range rs {
 				if !r.Ref || r.Module != module || r.Sequence != seq-int64(len(rs)-1-i) {
 					t.Fatalf("run record %d: %+v", i, r)
 				}
-				outs[i] = Output{Kind: r.Kind, Version: r.Version, Source: r.Source, Ref: true}
+				sources[i] = r.Source
 			}
-			again = appendRun(nil, outs)
+			again = appendRunSources(nil, &Output{Kind: rs[0].Kind, Version: rs[0].Version, Source: rs[0].Source, Ref: true}, sources)
 		} else {
 			r := rs[0]
 			again = appendFrame(nil, &Output{Kind: r.Kind, Version: r.Version, Source: r.Source, Err: r.Err, Data: r.Data, Ref: r.Ref})
@@ -546,5 +545,77 @@ func TestRunEviction(t *testing.T) {
 	var gone *GoneError
 	if _, err := st.Read(e-1, e+5, 10, func(*Record) error { return nil }); !errors.As(err, &gone) || gone.Earliest != e {
 		t.Fatalf("read before earliest: %v", err)
+	}
+}
+
+// TestAppendForwardsSameAsBatch: AppendForwards stores exactly what
+// AppendBatch stores for the same forwards (records, runs, sequences), and
+// refuses sources that do not increase.
+func TestAppendForwardsSameAsBatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	in, err := journal.Open(journal.Options{Dir: t.TempDir(), Fsync: journal.FsyncBatch, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	for i := range int64(2000) {
+		if err := in.Append(journal.Record{Sequence: i, Data: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Options{Dir: t.TempDir(), Source: in, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var sources []int64
+	var outs []Output
+	for i := int64(0); i < 600; i++ {
+		sources = append(sources, 3*i+i%2)
+		outs = append(outs, Output{Kind: KindForward, Module: "filter", Version: "v1", Source: 3*i + i%2, Timestamp: 42, Ref: true})
+	}
+	a, _ := s.Ensure("a")
+	b, _ := s.Ensure("b")
+	if _, n, err := a.AppendBatch(outs); err != nil || n != 600 {
+		t.Fatal(n, err)
+	}
+	if first, err := s.AppendForwardsTo(b, "filter", "v1", 42, sources); err != nil || first != 0 {
+		t.Fatal(first, err)
+	}
+	if _, _, err := b.AppendForwards("filter", "v1", 42, []int64{5, 5}); err == nil {
+		t.Error("non-increasing sources accepted")
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read := func(st *Stream) []Record {
+		var got []Record
+		if _, err := st.Read(0, 10000, 10000, func(r *Record) error { got = append(got, *r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	ra, rb := read(a), read(b)
+	if len(ra) != 600 || len(rb) != 600 {
+		t.Fatalf("%d and %d records", len(ra), len(rb))
+	}
+	for i := range ra {
+		x, y := ra[i], rb[i]
+		if x.Sequence != y.Sequence || x.Source != y.Source || x.Module != y.Module || x.Version != y.Version ||
+			x.Timestamp != y.Timestamp || !y.Ref || string(x.Data) != string(y.Data) || string(y.Data) != fmt.Sprintf(`{"i":%d}`, sources[i]) {
+			t.Fatalf("record %d: batch %+v, forwards %+v", i, x, y)
+		}
+	}
+	ja, _ := a.j.ReadRange(a.j.Earliest(), math.MaxInt64, 100)
+	jb, _ := b.j.ReadRange(b.j.Earliest(), math.MaxInt64, 100)
+	if len(ja) != 3 || len(jb) != 3 {
+		t.Errorf("%d and %d journal records for 600 forwards, want 3 runs each", len(ja), len(jb))
 	}
 }
