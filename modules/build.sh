@@ -5,6 +5,9 @@
 #   WAT sources:  modules/examples/NAME/*.wat -> modules/NAME.wasm
 #                 wasmhost/testdata/*.wat     -> wasmhost/testdata/*.wasm
 #   (WAT needs wat2wasm from wabt: apt-get install -y wabt)
+#   AssemblyScript: modules/examples/NAME/NAME.ts -> modules/examples/NAME/NAME.wasm
+#                 (not loaded by default; needs Node.js: npx fetches assemblyscript
+#                 $ASC_VERSION; set ASC to an installed asc to skip the fetch)
 # modules/wasm.sums records the toolchain and the sha256 of each Go-built
 # module; wasmhost's TestCommittedModulesMatchSources rebuilds the Go
 # examples and compares when the same Go toolchain is installed.
@@ -24,6 +27,15 @@ for dir in modules/examples/*/; do
 		wat2wasm --enable-all "$dir$name.wat" -o "modules/$name.wasm"
 	fi
 	echo "built modules/$name.wasm"
+done
+# AssemblyScript examples (the flags are also in modules/build_test.go).
+ASC_VERSION=0.28.20
+asc=${ASC:-"npx --yes -p assemblyscript@$ASC_VERSION asc"}
+for ts in modules/examples/*/*.ts; do
+	[ -e "$ts" ] || continue
+	$asc "$ts" -O3 --runtime stub --noAssert --use abort= -o "${ts%.ts}.wasm"
+	(cd "$(dirname "$ts")" && sha256sum "$(basename "${ts%.ts}").wasm" > "$(basename "${ts%.ts}").wasm.sha256")
+	echo "built ${ts%.ts}.wasm"
 done
 for wat in wasmhost/testdata/*.wat; do
 	wat2wasm --enable-all "$wat" -o "${wat%.wat}.wasm"

@@ -133,3 +133,49 @@ func TestCommittedModulesMatchSources(t *testing.T) {
 		}
 	}
 }
+
+// TestAssemblyScriptModules: every AssemblyScript example has its built
+// .wasm, the sha256 build.sh recorded and a manifest; with an asc compiler
+// at hand ($ASC, or asc on the PATH; CI has none) it is rebuilt with
+// build.sh's flags and compared.
+func TestAssemblyScriptModules(t *testing.T) {
+	sources, err := filepath.Glob("examples/*/*.ts")
+	if err != nil || len(sources) == 0 {
+		t.Fatalf("no AssemblyScript examples: %v", err)
+	}
+	asc := os.Getenv("ASC")
+	if asc == "" {
+		asc, _ = exec.LookPath("asc")
+	}
+	for _, src := range sources {
+		base := strings.TrimSuffix(src, ".ts")
+		name := filepath.Base(base)
+		if _, err := os.Stat(base + ".toml"); err != nil {
+			t.Errorf("%s: no manifest: %v", name, err)
+		}
+		b, err := os.ReadFile(base + ".wasm.sha256")
+		if err != nil {
+			t.Errorf("%s: no recorded sha256 (run modules/build.sh): %v", name, err)
+			continue
+		}
+		fields := strings.Fields(string(b))
+		if len(fields) != 2 || fields[1] != name+".wasm" {
+			t.Errorf("%s.wasm.sha256: malformed %q", name, b)
+			continue
+		}
+		if got := fileSum(t, base+".wasm"); got != fields[0] {
+			t.Errorf("%s.wasm does not match %s.wasm.sha256: run modules/build.sh", name, name)
+		}
+		if asc == "" || testing.Short() {
+			t.Logf("%s: no asc compiler ($ASC or PATH): not rebuilt", name)
+			continue
+		}
+		out := filepath.Join(t.TempDir(), name+".wasm")
+		if b, err := exec.Command(asc, src, "-O3", "--runtime", "stub", "--noAssert", "--use", "abort=", "-o", out).CombinedOutput(); err != nil {
+			t.Fatalf("asc %s: %v\n%s", src, err, b)
+		}
+		if fileSum(t, out) != fields[0] {
+			t.Errorf("%s.wasm is stale: run modules/build.sh and commit", name)
+		}
+	}
+}

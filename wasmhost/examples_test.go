@@ -45,54 +45,82 @@ func loadExample(t *testing.T, name, manifest string) *Module {
 }
 
 func TestCommittedManifestsParse(t *testing.T) {
-	for _, name := range []string{"passthrough", "filter", "router", "aggregator", "enricher", "wat-counter"} {
+	for _, name := range []string{"passthrough", "filter", "router", "aggregator", "enricher", "wat-counter", "examples/filter-as/filter-as"} {
 		if _, err := LoadManifest("../modules/" + name + ".toml"); err != nil {
 			t.Error(err)
 		}
 	}
 }
 
+// filterWasm is where each filter example's binary is.
+var filterWasm = map[string]string{"filter": "../modules/filter.wasm", "filter-as": "../modules/examples/filter-as/filter-as.wasm"}
+
+// TestExampleFilter: the Go filter and its AssemblyScript port decide the
+// same way: drop values, other fields, nested members, escapes, values of
+// a drop value's length, and payloads that are not JSON objects (kept, or
+// dropped with drop_invalid).
 func TestExampleFilter(t *testing.T) {
-	m := loadExample(t, "filter", `name = "filter"
-[config]
-field = "level"
-drop = ["debug", "trace"]`)
-	var c collector
-	evs := events(`{"level":"info","msg":"a"}`, `{"level":"debug"}`, `{"msg":"x","level" : "trace"}`,
+	payloads := []string{`{"level":"info","msg":"a"}`, `{"level":"debug"}`, `{"msg":"x","level" : "trace"}`,
 		`not json`, `{"nested":{"level":"debug"},"level":"warn"}`, `{"level":"debuG"}`, `{"lever":"debug"}`,
-		`{"level":"tracer"}`, `{"level":"traca"}`)
-	if err := m.Process(context.Background(), evs, c.emit); err != nil {
-		t.Fatal(err)
-	}
-	var got []int
-	for _, o := range c.out {
-		if o.Kind != OutputForward {
-			t.Errorf("unexpected %+v", o)
+		`{"level":"tracer"}`, `{"level":"traca"}`, `{"a":"q\"uote","b":[1,{"level":"debug"}],"level":"debug"}`,
+		` {"level":"trace"} `, `[]`, ``, `{"level":1}`, `{"level":"debug`}
+	for name, wasm := range filterWasm {
+		for _, dropInvalid := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/drop_invalid=%v", name, dropInvalid), func(t *testing.T) {
+				man, err := ParseManifest([]byte(fmt.Sprintf("name = %q\n[config]\nfield = \"level\"\ndrop = [\"debug\", \"trace\"]\ndrop_invalid = %v", name, dropInvalid)), name+".toml")
+				if err != nil {
+					t.Fatal(err)
+				}
+				loadExample(t, "passthrough", `name = "passthrough"`) // make sure interpHost exists
+				m, err := interpHost.Load(context.Background(), man, mustRead(t, wasm))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close(context.Background(), nil)
+				var c collector
+				if err := m.Process(context.Background(), events(payloads...), c.emit); err != nil {
+					t.Fatal(err)
+				}
+				var got []int
+				for _, o := range c.out {
+					if o.Kind != OutputForward {
+						t.Errorf("unexpected %+v", o)
+					}
+					got = append(got, o.Input)
+				}
+				// Values of a drop value's length that differ in a byte,
+				// other fields and longer values pass; a non-string value
+				// passes; payloads without the member (not JSON, an array,
+				// empty, unterminated) pass unless drop_invalid.
+				want := "[0 3 4 5 6 7 8 11 12 13 14]"
+				if dropInvalid {
+					want = "[0 4 5 7 8 13]"
+				}
+				if fmt.Sprint(got) != want {
+					t.Errorf("forwarded %v, want %s", got, want)
+				}
+			})
 		}
-		got = append(got, o.Input)
-	}
-	// Values of a drop value's length that differ in a byte, other
-	// fields, and longer values pass.
-	if fmt.Sprint(got) != "[0 3 4 5 6 7 8]" {
-		t.Errorf("forwarded %v, want [0 3 4 5 6 7 8]", got)
-	}
-	if st := m.Stats(); st.Dropped != 2 {
-		t.Errorf("dropped %d", st.Dropped)
 	}
 }
 
 func TestExampleFilterRejectsBadConfig(t *testing.T) {
-	man, _ := ParseManifest([]byte(`name = "filter"`), "filter.toml")
 	loadExample(t, "passthrough", `name = "passthrough"`) // make sure interpHost exists
-	_, err := interpHost.Load(context.Background(), man, mustRead(t, "../modules/filter.wasm"))
-	if err == nil {
-		t.Fatal("filter without config loaded")
-	}
-	t.Log(err)
-	man, _ = ParseManifest([]byte("name = \"filter\"\n[config]\nfield = \"level\"\ndrop = [\""+strings.Repeat("x", 64)+"\"]"), "filter.toml")
-	// (The guest's reason, "longer than 63 bytes", goes to the module's log.)
-	if _, err := interpHost.Load(context.Background(), man, mustRead(t, "../modules/filter.wasm")); err == nil || !strings.Contains(err.Error(), "bb_init refused") {
-		t.Fatalf("filter with a 64-byte drop value: %v", err)
+	for name, wasm := range filterWasm {
+		for _, manifest := range []string{
+			"name = %q",
+			"name = %q\n[config]\nfield = \"\"",
+			"name = %q\n[config]\nfield = \"level\"\ndrop = [\"" + strings.Repeat("x", 64) + "\"]",
+		} {
+			man, err := ParseManifest([]byte(fmt.Sprintf(manifest, name)), name+".toml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// (The guest's reason goes to the module's log.)
+			if _, err := interpHost.Load(context.Background(), man, mustRead(t, wasm)); err == nil || !strings.Contains(err.Error(), "bb_init refused") {
+				t.Errorf("%s with %q: %v", name, manifest, err)
+			}
+		}
 	}
 }
 
