@@ -306,14 +306,7 @@ func (m *Module) acquire(ctx context.Context) (*slot, error) {
 	case <-m.closing:
 		return nil, ErrClosed
 	}
-	s := &slot{}
-	m.idleMu.Lock()
-	if n := len(m.idle); n > 0 {
-		s.inst = m.idle[n-1]
-		m.idle = m.idle[:n-1]
-	}
-	m.idleMu.Unlock()
-	return s, nil
+	return m.idleSlot(), nil
 }
 
 // tryAcquire is acquire without waiting: false when every instance is in
@@ -324,9 +317,15 @@ func (m *Module) tryAcquire() (*slot, bool) {
 	}
 	select {
 	case m.tokens <- struct{}{}:
+		return m.idleSlot(), true
 	default:
 		return nil, false
 	}
+}
+
+// idleSlot returns a slot with an idle instance, if there is one (the
+// caller holds a token).
+func (m *Module) idleSlot() *slot {
 	s := &slot{}
 	m.idleMu.Lock()
 	if n := len(m.idle); n > 0 {
@@ -334,7 +333,7 @@ func (m *Module) tryAcquire() (*slot, bool) {
 		m.idle = m.idle[:n-1]
 	}
 	m.idleMu.Unlock()
-	return s, true
+	return s
 }
 
 func (m *Module) release(s *slot) {

@@ -196,6 +196,28 @@ func FuzzDecodeFrame(f *testing.F) {
 	})
 }
 
+// inputJournal opens an input journal with opts (Dir, Fsync and Logger
+// filled in) holding durable events 0..n-1: key k<i>, data {"i":<i>},
+// timestamp i+1. The test closes it.
+func inputJournal(t *testing.T, opts journal.Options, n int64) *journal.Journal {
+	t.Helper()
+	opts.Dir, opts.Fsync, opts.Logger = t.TempDir(), journal.FsyncBatch, slog.New(slog.DiscardHandler)
+	in, err := journal.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close() })
+	for i := range n {
+		if err := in.Append(journal.Record{Sequence: i, Timestamp: i + 1, Key: fmt.Appendf(nil, "k%d", i), Data: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
 // TestForwardByReference: forwards are stored as references to the input
 // journal and read back with the input event's key and data, in batches of
 // contiguous and of sparse sources; a reference to an event retention
@@ -205,21 +227,7 @@ func FuzzDecodeFrame(f *testing.F) {
 func TestForwardByReference(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	in, err := journal.Open(journal.Options{Dir: t.TempDir(), Fsync: journal.FsyncBatch, SegmentSize: 4096,
-		RetentionBytes: 16384, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	// Input events 0..199 (key k<i>, data {"i":<i>}), durable.
-	for i := range int64(200) {
-		if err := in.Append(journal.Record{Sequence: i, Timestamp: i + 1, Key: fmt.Appendf(nil, "k%d", i), Data: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := in.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	in := inputJournal(t, journal.Options{SegmentSize: 4096, RetentionBytes: 16384}, 200)
 	dir := t.TempDir()
 	s, err := Open(Options{Dir: dir, Source: in, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -369,19 +377,7 @@ func TestForwardByReference(t *testing.T) {
 func TestForwardRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	in, err := journal.Open(journal.Options{Dir: t.TempDir(), Fsync: journal.FsyncBatch, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	for i := range int64(2000) {
-		if err := in.Append(journal.Record{Sequence: i, Timestamp: 1, Key: fmt.Appendf(nil, "k%d", i), Data: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := in.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	in := inputJournal(t, journal.Options{}, 2000)
 	dir := t.TempDir()
 	s, err := Open(Options{Dir: dir, Source: in, SegmentSize: 2048, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -480,19 +476,7 @@ func TestForwardRuns(t *testing.T) {
 func TestRunEviction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	in, err := journal.Open(journal.Options{Dir: t.TempDir(), Fsync: journal.FsyncBatch, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	for i := range int64(10) {
-		if err := in.Append(journal.Record{Sequence: i, Data: []byte(`{}`)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := in.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	in := inputJournal(t, journal.Options{}, 10)
 	s, err := Open(Options{Dir: t.TempDir(), Source: in, SegmentSize: 1024, RetentionBytes: 3000, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -554,19 +538,7 @@ func TestRunEviction(t *testing.T) {
 func TestAppendForwardsSameAsBatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	in, err := journal.Open(journal.Options{Dir: t.TempDir(), Fsync: journal.FsyncBatch, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	for i := range int64(2000) {
-		if err := in.Append(journal.Record{Sequence: i, Data: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := in.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	in := inputJournal(t, journal.Options{}, 2000)
 	s, err := Open(Options{Dir: t.TempDir(), Source: in, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
