@@ -117,6 +117,7 @@ func startNode(t *testing.T, cfg config.Config, opts ...Option) *node {
 
 // output is one record of GET /api/v1/streams/{name}/events.
 type output struct {
+	SourceMissing bool            `json:"source_missing"`
 	Sequence      int64           `json:"sequence"`
 	Kind          string          `json:"kind"`
 	Module        string          `json:"module"`
@@ -900,4 +901,25 @@ func TestConcurrentProcessedAcks(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestForwardsWithoutJournal: with the input journal disabled there is
+// nothing to refer to, so forwards are stored with their data.
+func TestForwardsWithoutJournal(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Journal.Enabled = false
+	cfg.Journal.DefaultAck = "memory"
+	copyModule(t, cfg.Modules.Dir, "filter")
+	n := startNode(t, cfg)
+	r := n.postJSON("/api/v1/events?ack=memory", `[{"data":{"level":"info","n":1}},{"data":{"level":"debug","n":2}},{"data":{"level":"warn","n":3}}]`)
+	wantCode(t, r, 200)
+	def := n.waitStream("default", func(o []output) bool { return len(o) >= 2 })
+	if len(def) != 2 {
+		t.Fatalf("default: %+v", def)
+	}
+	for i, o := range def {
+		if o.Kind != "forward" || o.SourceMissing || !strings.Contains(string(o.Data), fmt.Sprintf(`"n":%d`, 2*i+1)) {
+			t.Errorf("output %d: %+v", i, o)
+		}
+	}
 }
