@@ -78,6 +78,7 @@ type wasmStage struct {
 	origins   []origin         // module versions of the outputs in pend
 	errs      []string         // error messages of the outputs in pend
 	runSrc    []int64          // sources of the forward runs in pend
+	refs      bool             // forwards may be stored by reference (see emit)
 	appendErr uint64           // AppendErrors at the previous batch end
 	replayed  atomic.Int64
 }
@@ -87,7 +88,11 @@ type wasmStage struct {
 // modules directory means no modules (logged); modules that fail to load
 // are logged and reported in their status, never fatal.
 func newWasmStage(cfg config.Config, dataDir, cacheDir string, j *journal.Journal, log *slog.Logger) (_ *wasmStage, err error) {
-	w := &wasmStage{log: log, j: j, dir: cfg.Modules.Dir, notifyCh: make(chan struct{}), ckptEvery: time.Second}
+	w := &wasmStage{log: log, j: j, dir: cfg.Modules.Dir, notifyCh: make(chan struct{}), ckptEvery: time.Second,
+		// With fsync = "never" nothing is ever known durable: a power loss
+		// could drop input events that outputs refer to, and their
+		// sequences would be reused. Store every output inline then.
+		refs: j != nil && cfg.Journal.Fsync != string(journal.FsyncNever)}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.ckptSeq.Store(-1)
 	w.processed.Store(-1)
@@ -237,9 +242,13 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 		out.Key, out.Data = o.Key, o.Data
 		w.outs.add(source, name, &out)
 	}
-	// The journal stage runs before this one, so the input event is in the
-	// journal (or the journal is disabled: then everything is inline).
-	if o.Kind == wasmhost.OutputForward && source >= 0 && w.j != nil {
+	// A forward is stored by reference only to an input event that is
+	// durable in the input journal (so it survives whatever its reference
+	// survives, and its sequence is never reused). With fsync = "batch"
+	// (the default) the journal stage fsyncs before this stage sees an
+	// event; with "interval", events newer than the last fsync are stored
+	// inline.
+	if o.Kind == wasmhost.OutputForward && source >= 0 && w.refs && source <= w.j.Durable() {
 		if n := len(w.pend); n > 0 {
 			if r := &w.pend[n-1]; r.runLen > 0 && r.st == w.lastSt && r.origin == org && r.ts == ts &&
 				source > w.runSrc[len(w.runSrc)-1] {

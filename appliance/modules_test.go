@@ -923,3 +923,41 @@ func TestForwardsWithoutJournal(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardRefsFollowDurability: a forward is stored by reference only
+// to a durable input event: always with fsync = "batch" (the journal stage
+// fsyncs before the WASM stage sees an event), never with "never" (a power
+// loss could drop the input and reuse its sequence); the data read back is
+// the input's either way.
+func TestForwardRefsFollowDurability(t *testing.T) {
+	for _, tc := range []struct {
+		fsync string
+		refs  bool
+	}{{"batch", true}, {"never", false}} {
+		t.Run(tc.fsync, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Journal.Fsync = tc.fsync
+			copyModule(t, cfg.Modules.Dir, "wat-counter")
+			n := startNode(t, cfg)
+			wantCode(t, n.postJSON("/api/v1/events?ack=memory", `[{"data":{"n":0}},{"data":{"n":1}},{"data":{"n":2}}]`), 200)
+			def := n.waitStream("default", func(o []output) bool { return len(o) >= 3 })
+			for i, o := range def {
+				if !strings.Contains(string(o.Data), fmt.Sprintf(`"n":%d`, i)) {
+					t.Errorf("output %d: %+v", i, o)
+				}
+			}
+			st, ok := n.a.wasm.streams.Get("default")
+			if !ok {
+				t.Fatal("no default stream")
+			}
+			if _, err := st.Read(0, 2, 3, func(r *streams.Record) error {
+				if r.Ref != tc.refs {
+					t.Errorf("fsync %s: output %d stored by reference: %v, want %v", tc.fsync, r.Sequence, r.Ref, tc.refs)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

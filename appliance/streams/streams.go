@@ -9,10 +9,13 @@
 // them, its version, the kind of output and the input event's sequence
 // (source), framed inside the journal record's data (see Record).
 //
-// A forward (a module passing its input on unchanged) is stored by
+// A forward (a module passing its input on unchanged) may be stored by
 // reference: the record holds the input event's sequence, not a second copy
 // of its key and data, and Read fills them in from the input journal
-// (Options.Source). A by-reference record whose input event the input
+// (Options.Source). The writer must only refer to input events that are
+// durable (the appliance does so, and stores forwards inline when the input
+// journal is off or never fsyncs), so a reference never outlives its event
+// through a power loss and an input sequence is never reused under it. A by-reference record whose input event the input
 // journal no longer holds (retention) is read with SourceMissing set and no
 // data; by-reference records only become readable once their input event
 // is durable too.
