@@ -813,3 +813,66 @@ func TestBarrierMultiProducerHoles(t *testing.T) {
 		})
 	}
 }
+
+// TestNextCtxWaitsForRoom: a NextCtx blocked on a full ring claims once a
+// consumer frees room, and returns ErrHalted when the ring is halted while
+// it waits (both sequencers, a parking and a non-parking strategy).
+func TestNextCtxWaitsForRoom(t *testing.T) {
+	for _, pt := range []ProducerType{SingleProducer, MultiProducer} {
+		for _, name := range []string{"blocking", "yielding"} {
+			t.Run(pt.String()+"/"+name, func(t *testing.T) {
+				ws, _ := ParseWaitStrategy(name)
+				d, _ := New(newItem, 8, WithProducerType(pt), WithWaitStrategy(ws))
+				gate := make(chan struct{})
+				var once sync.Once
+				release := func() { once.Do(func() { close(gate) }) }
+				defer release()
+				d.HandleEventsWith(Handler(func(*item, int64, bool) error {
+					<-gate
+					return nil
+				}))
+				if err := d.Start(); err != nil {
+					t.Fatal(err)
+				}
+				rb := d.RingBuffer()
+				if err := rb.PublishEvents(8, func(*item, int64) {}); err != nil {
+					t.Fatal(err)
+				}
+				got := make(chan error, 1)
+				go func() {
+					hi, err := rb.NextCtx(context.Background(), 2)
+					if err == nil {
+						rb.PublishRange(hi-1, hi)
+						if hi != 9 {
+							err = fmt.Errorf("claimed up to %d, want 9", hi)
+						}
+					}
+					got <- err
+				}()
+				time.Sleep(5 * time.Millisecond) // let it reach the parker
+				release()
+				if err := <-got; err != nil {
+					t.Fatalf("NextCtx after the consumer freed room: %v", err)
+				}
+				shutdown(t, d)
+
+				// Halt while a NextCtx waits on a full ring.
+				ws2, _ := ParseWaitStrategy(name)
+				rb2, _ := NewRingBuffer[item](8, nil, pt, ws2)
+				rb2.AddGatingSequences(NewSequence(InitialSequence)) // never advances
+				if err := rb2.PublishEvents(8, func(*item, int64) {}); err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					_, err := rb2.NextCtx(context.Background(), 1)
+					got <- err
+				}()
+				time.Sleep(5 * time.Millisecond)
+				rb2.Halt()
+				if err := <-got; !errors.Is(err, ErrHalted) {
+					t.Fatalf("NextCtx on a halted ring: %v", err)
+				}
+			})
+		}
+	}
+}

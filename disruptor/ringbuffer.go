@@ -97,7 +97,7 @@ func (r *RingBuffer[T]) NextN(n int64) (int64, error) { return r.next(n) }
 // (the context error is wrapped) or the ring is halted. It never claims a
 // slot it then gives up, so a cancelled claim leaves no gap.
 func (r *RingBuffer[T]) NextCtx(ctx context.Context, n int64) (int64, error) {
-	return nextCtx(ctx, r.seqr, &r.halted, n)
+	return nextCtx(ctx, r.seqr, r.core, n)
 }
 
 // TryNext claims one slot or returns ErrInsufficientCapacity at once.

@@ -6,7 +6,6 @@ import (
 	"math/bits"
 	"runtime"
 	"sync/atomic"
-	"time"
 )
 
 // ProducerType selects the sequencer a ring buffer uses.
@@ -37,6 +36,9 @@ type sequencer interface {
 	isAvailable(seq int64) bool
 	highestPublished(lo, available int64) int64
 	remainingCapacity() int64
+	// claimedCursor is the highest sequence claimed so far (for a single
+	// producer, only its own goroutine may ask).
+	claimedCursor() int64
 }
 
 // gating holds the consumer sequences that the producers must not overtake.
@@ -154,21 +156,6 @@ func (b *backoff) waitCapacity(c *sequencerCore, def, wrapPoint int64) error {
 	return nil
 }
 
-func (b *backoff) wait(halted *atomic.Bool) error {
-	if halted.Load() {
-		return ErrHalted
-	}
-	b.n++
-	switch {
-	case b.n < 64:
-	case b.n < 128:
-		runtime.Gosched()
-	default:
-		time.Sleep(20 * time.Microsecond)
-	}
-	return nil
-}
-
 // singleProducerSequencer is not safe for concurrent claims. Its fields are
 // padded away from the cursor because only the producer touches them.
 type singleProducerSequencer struct {
@@ -266,6 +253,8 @@ func (s *singleProducerSequencer) highestPublished(_, available int64) int64 { r
 
 // remainingCapacity is computed from the published cursor, not the
 // producer-private claim counter, so any goroutine may call it.
+func (s *singleProducerSequencer) claimedCursor() int64 { return s.nextValue }
+
 func (s *singleProducerSequencer) remainingCapacity() int64 {
 	produced := s.cursor.Get()
 	consumed := s.gating.min(produced)
@@ -404,6 +393,8 @@ func (m *multiProducerSequencer) highestPublished(lo, available int64) int64 {
 	return available
 }
 
+func (m *multiProducerSequencer) claimedCursor() int64 { return m.cursor.Get() }
+
 func (m *multiProducerSequencer) remainingCapacity() int64 {
 	produced := m.cursor.Get()
 	consumed := m.gating.min(produced)
@@ -411,8 +402,11 @@ func (m *multiProducerSequencer) remainingCapacity() int64 {
 }
 
 // nextCtx claims n slots, waiting while the ring is full until ctx ends.
-// It never leaves a hole: it only claims once the capacity is there.
-func nextCtx(ctx context.Context, s sequencer, halted *atomic.Bool, n int64) (int64, error) {
+// It never leaves a hole: it only claims once the capacity is there. It
+// waits like a blocked claim (spin, yield, then park on the ring's room
+// parker, which consumers signal after each batch), parking one round at a
+// time so that it sees ctx end within the parker's tick (1 ms).
+func nextCtx(ctx context.Context, s sequencer, c *sequencerCore, n int64) (int64, error) {
 	var b backoff
 	for {
 		hi, err := s.tryNext(n)
@@ -422,8 +416,18 @@ func nextCtx(ctx context.Context, s sequencer, halted *atomic.Bool, n int64) (in
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("disruptor: waiting for %d free slots: %w", n, err)
 		}
-		if err := b.wait(halted); err != nil {
-			return 0, err
+		if c.halted.Load() {
+			return 0, ErrHalted
+		}
+		b.n++
+		switch {
+		case b.n < 64:
+			spinPause()
+		case b.n < 128:
+			runtime.Gosched()
+		default:
+			claimed := s.claimedCursor()
+			c.room.parkOnce(c.gating, claimed, claimed+n-c.bufferSize, c.halted)
 		}
 	}
 }

@@ -250,6 +250,20 @@ func (p *parker) parkForCapacity(g *gating, def, wrapPoint int64, halted *atomic
 	}
 }
 
+// parkOnce is one round of parkForCapacity: it returns after one wake-up
+// (a consumer's signal, Halt, or the tick), so that the caller can check
+// a context between rounds.
+func (p *parker) parkOnce(g *gating, def, wrapPoint int64, halted *atomic.Bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.signalNeeded.Store(true)
+	if halted.Load() || g.min(def) >= wrapPoint {
+		return
+	}
+	p.tick.Reset(time.Millisecond)
+	p.cond.Wait()
+}
+
 func (p *parker) signal() {
 	if p.signalNeeded.Load() && p.signalNeeded.Swap(false) {
 		p.mu.Lock()
