@@ -79,6 +79,7 @@ type wasmStage struct {
 	errs      []string         // error messages of the outputs in pend
 	runSrc    []int64          // sources of the forward runs in pend
 	refs      bool             // forwards may be stored by reference (see emit)
+	durable   int64            // the input journal's durable sequence when last read (see refreshDurable)
 	appendErr uint64           // AppendErrors at the previous batch end
 	replayed  atomic.Int64
 }
@@ -92,7 +93,7 @@ func newWasmStage(cfg config.Config, dataDir, cacheDir string, j *journal.Journa
 		// With fsync = "never" nothing is ever known durable: a power loss
 		// could drop input events that outputs refer to, and their
 		// sequences would be reused. Store every output inline then.
-		refs: j != nil && cfg.Journal.Fsync != string(journal.FsyncNever)}
+		refs: j != nil && cfg.Journal.Fsync != string(journal.FsyncNever), durable: -1}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.ckptSeq.Store(-1)
 	w.processed.Store(-1)
@@ -248,7 +249,7 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 	// (the default) the journal stage fsyncs before this stage sees an
 	// event; with "interval", events newer than the last fsync are stored
 	// inline.
-	if o.Kind == wasmhost.OutputForward && source >= 0 && w.refs && source <= w.j.Durable() {
+	if o.Kind == wasmhost.OutputForward && source >= 0 && w.refs && (source <= w.durable || source <= w.refreshDurable()) {
 		if n := len(w.pend); n > 0 {
 			if r := &w.pend[n-1]; r.runLen > 0 && r.st == w.lastSt && r.origin == org && r.ts == ts &&
 				source > w.runSrc[len(w.runSrc)-1] {
@@ -278,6 +279,15 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 	if len(w.pend) >= maxPending || len(w.arena) >= maxPendingBytes {
 		w.flush()
 	}
+}
+
+// refreshDurable rereads the input journal's durable sequence. emit keeps
+// it in w.durable and rereads it only when an output's source is past it:
+// the journal stage writes the line it lives on at every append, so a read
+// per output would be a cache miss per output.
+func (w *wasmStage) refreshDurable() int64 {
+	w.durable = w.j.Durable()
+	return w.durable
 }
 
 // output is o as a stream output, without key and data.
