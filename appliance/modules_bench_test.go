@@ -26,7 +26,7 @@ import (
 // the output stream writes, to separate the two costs. filter-as is the
 // same filter written in AssemblyScript (modules/examples/filter-as).
 //
-//	go test -run='^$' -bench=PublishWithModules -benchtime=200x ./appliance/
+//	go test -run='^$' -bench=PublishWithModules -benchtime=1000x ./appliance/
 func BenchmarkPublishWithModules(b *testing.B) {
 	for _, tc := range []struct{ name, module, level string }{
 		{"none", "none", "info"},
