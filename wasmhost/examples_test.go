@@ -1,6 +1,7 @@
 package wasmhost
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -251,4 +252,47 @@ func TestRepoModulesDirLoads(t *testing.T) {
 	if err != nil || fmt.Sprint(g) != "[[aggregator enricher filter passthrough wat-counter] [router]]" {
 		t.Errorf("graph %v %v", g, err)
 	}
+}
+
+// TestExampleFilterSaysWhy: a filter refusing its configuration says why
+// in the module's log (its stderr).
+func TestExampleFilterSaysWhy(t *testing.T) {
+	var logs syncWriter
+	h, err := NewHost(HostConfig{Interpreter: true, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	for name, wasm := range filterWasm {
+		man, err := ParseManifest([]byte(fmt.Sprintf("name = %q\n[config]\ndrop = [\"debug\"]", name)), name+".toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Load(context.Background(), man, mustRead(t, wasm)); err == nil {
+			t.Fatalf("%s loaded without config field", name)
+		}
+	}
+	for _, want := range []string{`filter-as: config \"field\" is required`, `init: config \"field\" is required`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("module log lacks %s:\n%s", want, logs.String())
+		}
+	}
+}
+
+// syncWriter is a goroutine-safe log sink.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }

@@ -144,17 +144,33 @@ function field(doc: usize, end: usize, name: usize, nameLen: usize): usize {
   return 0; // not reached
 }
 
+// WASI's fd_write: stderr goes to the module's log on the host.
+@external("wasi_snapshot_preview1", "fd_write")
+declare function fd_write(fd: u32, iovs: usize, iovsLen: u32, nwritten: usize): u16;
+
+const iov = memory.data(16, 8);
+
+// reject writes why the configuration is refused to stderr and returns the
+// ABI's failure code (init only: the message is allocated, never freed).
+function reject(msg: string): i32 {
+  const b = String.UTF8.encode("filter-as: " + msg + "\n");
+  store<u32>(iov, <u32>changetype<usize>(b));
+  store<u32>(iov, <u32>b.byteLength, 4);
+  fd_write(2, iov, 1, iov + 8);
+  return ERR_FAILED;
+}
+
 // bb_init reads config.field (required), config.drop and config.drop_invalid.
 export function bb_init(ptr: usize, len: i32): i32 {
   const end = ptr + <usize>len;
   const cfg = field(ptr, end, K_CONFIG, 6);
-  if (cfg == 0) return ERR_FAILED;
+  if (cfg == 0) return reject("no [config] table in the manifest");
   const cfgEnd = valueEnd;
   // field: a non-empty string without escapes.
   const f = field(cfg, cfgEnd, K_FIELD, 5);
-  if (f == 0 || load<u8>(f) != 0x22) return ERR_FAILED;
+  if (f == 0 || load<u8>(f) != 0x22) return reject('config "field" is required (a string)');
   const fl = <i32>(valueEnd - f) - 2;
-  if (fl < 1 || fl > MAX_FIELD) return ERR_FAILED;
+  if (fl < 1 || fl > MAX_FIELD) return reject('config "field" must be 1 to 64 bytes');
   memory.copy(fieldName, f + 1, fl);
   fieldLen = fl;
   // drop: an array of strings.
@@ -162,14 +178,15 @@ export function bb_init(ptr: usize, len: i32): i32 {
   const d = field(cfg, cfgEnd, K_DROP, 4);
   if (d != 0) {
     const dEnd = valueEnd;
-    if (load<u8>(d) != 0x5b) return ERR_FAILED;
+    if (load<u8>(d) != 0x5b) return reject('config "drop" must be an array of strings');
     let p = skipSpace(d + 1, dEnd);
     while (p < dEnd && load<u8>(p) != 0x5d) {
-      if (load<u8>(p) != 0x22 || nDrops == MAX_DROPS) return ERR_FAILED;
+      if (load<u8>(p) != 0x22) return reject('config "drop" must be an array of strings');
+      if (nDrops == MAX_DROPS) return reject('config "drop" has more than 32 values');
       const q = skipString(p, dEnd);
-      if (q == 0) return ERR_FAILED;
+      if (q == 0) return reject('config "drop": unterminated string');
       const n = <i32>(q - p) - 2;
-      if (n >= DROP_SLOT) return ERR_FAILED;
+      if (n >= DROP_SLOT) return reject('config "drop": a value is longer than 63 bytes');
       memory.copy(drops + <usize>(nDrops * DROP_SLOT), p + 1, n);
       store<i32>(dropLens + <usize>(nDrops * 4), n);
       nDrops++;
