@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -269,7 +270,8 @@ func decodeFrame(dst []Record, r *journal.Record) ([]Record, error) {
 	dst = append(dst, out)
 	for i := int64(1); i < count; i++ {
 		delta, n := binary.Uvarint(rest)
-		if n <= 0 || delta == 0 || delta > math.MaxInt64-uint64(out.Source) {
+		// Only the canonical (shortest) encoding: a frame has one byte form.
+		if n <= 0 || n != (max(bits.Len64(delta), 1)+6)/7 || delta == 0 || delta > math.MaxInt64-uint64(out.Source) {
 			return dst[:start], fmt.Errorf("stream record %d: bad forward run delta", r.Sequence)
 		}
 		rest = rest[n:]
