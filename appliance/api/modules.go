@@ -68,6 +68,20 @@ func moduleName(c *fiber.Ctx) (string, error) {
 	return name, nil
 }
 
+// moduleTarget is what the per-module endpoints start with: the node's
+// registry (404 without a WASM host) and the validated :name.
+func (s *Server) moduleTarget(c *fiber.Ctx) (*wasmhost.Registry, string, error) {
+	reg, err := s.registry()
+	if err != nil {
+		return nil, "", err
+	}
+	name, err := moduleName(c)
+	if err != nil {
+		return nil, "", err
+	}
+	return reg, name, nil
+}
+
 func (s *Server) listModules(c *fiber.Ctx) error {
 	reg, err := s.registry()
 	if err != nil {
@@ -95,10 +109,7 @@ func (s *Server) moduleStatus(name string) (wasmhost.ModuleStatus, bool) {
 }
 
 func (s *Server) getModule(c *fiber.Ctx) error {
-	if _, err := s.registry(); err != nil {
-		return err
-	}
-	name, err := moduleName(c)
+	_, name, err := s.moduleTarget(c)
 	if err != nil {
 		return err
 	}
@@ -191,10 +202,7 @@ func readPart(fh *multipart.FileHeader, limit int64) ([]byte, error) {
 // canary load, then written atomically and swapped in. A bad module is 422
 // with the reason; the running version stays.
 func (s *Server) putModule(c *fiber.Ctx) error {
-	if _, err := s.registry(); err != nil {
-		return err
-	}
-	name, err := moduleName(c)
+	_, name, err := s.moduleTarget(c)
 	if err != nil {
 		return err
 	}
@@ -245,11 +253,7 @@ func (s *Server) install(c *fiber.Ctx, name string, u upload) error {
 }
 
 func (s *Server) deleteModule(c *fiber.Ctx) error {
-	reg, err := s.registry()
-	if err != nil {
-		return err
-	}
-	name, err := moduleName(c)
+	reg, name, err := s.moduleTarget(c)
 	if err != nil {
 		return err
 	}
@@ -264,11 +268,7 @@ func (s *Server) deleteModule(c *fiber.Ctx) error {
 }
 
 func (s *Server) reloadModule(c *fiber.Ctx) error {
-	reg, err := s.registry()
-	if err != nil {
-		return err
-	}
-	name, err := moduleName(c)
+	reg, name, err := s.moduleTarget(c)
 	if err != nil {
 		return err
 	}
@@ -317,10 +317,7 @@ func (s *Server) moduleFiles(name string, withWasm bool) (*wasmhost.Manifest, []
 // (what a peer installs in a fleet rollout), with X-Module-Version and
 // X-Module-SHA256 describing exactly these bytes.
 func (s *Server) moduleWasm(c *fiber.Ctx) error {
-	if _, err := s.registry(); err != nil {
-		return err
-	}
-	name, err := moduleName(c)
+	_, name, err := s.moduleTarget(c)
 	if err != nil {
 		return err
 	}
@@ -338,10 +335,7 @@ func (s *Server) moduleWasm(c *fiber.Ctx) error {
 
 // moduleManifest serves the module's manifest TOML as stored.
 func (s *Server) moduleManifest(c *fiber.Ctx) error {
-	if _, err := s.registry(); err != nil {
-		return err
-	}
-	name, err := moduleName(c)
+	_, name, err := s.moduleTarget(c)
 	if err != nil {
 		return err
 	}
