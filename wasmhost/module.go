@@ -148,6 +148,7 @@ type instance struct {
 	mem                   api.Memory
 	process, timer, flush api.Function
 	stack                 [2]uint64
+	touched               byte // see touch
 	lastTimer             time.Time
 	recs                  []outRec
 	out                   []byte            // the output buffer recs were decoded from
@@ -507,7 +508,7 @@ func (m *Module) callProcess(ctx context.Context, s *slot, evs []Event) (callKin
 	if !ok {
 		return callCrash, fmt.Errorf("%w: input buffer outside memory", ErrMalformedOutput)
 	}
-	touch(evs)
+	inst.touched = touch(evs)
 	p := 0
 	for i := range evs {
 		p += encodeInput(in[p:], &evs[i])
