@@ -742,12 +742,12 @@ func (st *Stream) Read(from, to int64, limit int, fn func(*Record) error) (int64
 	if from < 0 || to < from || limit < 1 {
 		return from, fmt.Errorf("streams: invalid range from=%d to=%d limit=%d", from, to, limit)
 	}
-	if from > st.j.Durable() && from >= st.Earliest() {
-		return from, nil // nothing readable there yet
-	}
 	earliest := st.Earliest()
 	if from < earliest {
 		return from, &GoneError{From: from, Earliest: earliest}
+	}
+	if from > st.j.Durable() {
+		return from, nil // nothing readable there yet
 	}
 	// A journal record is keyed by its last output: the first one with a
 	// sequence >= from holds from, and records up to to+maxRun-1 may still
