@@ -178,14 +178,12 @@ func streamFor(o *wasmhost.Output) string {
 }
 
 // pendingOut is a module output waiting for the end of the ring batch,
-// kept small (no pointers but the stream): it is built once per output. An
-// inline output's key and data are copied into the stage's arena (the
-// module's output buffer is reused by its next call); a forward is stored
-// by reference to its input event, so nothing is copied.
-//
-// Consecutive forwards to one stream of one module version are one
-// pendingOut: a run of sources (runLen of them from runStart in
-// wasmStage.runSrc), appended with Stream.AppendForwards.
+// kept small (no pointers but the stream). An inline output's key and data
+// are copied into the stage's arena (the module's output buffer is reused
+// by its next call). Forwards stored by reference copy nothing: consecutive
+// ones to one stream of one module version are one pendingOut, a run of
+// sources (runLen of them from runStart in wasmStage.runSrc) appended with
+// Stream.AppendForwards.
 type pendingOut struct {
 	st                               *streams.Stream
 	source, ts                       int64
@@ -194,7 +192,6 @@ type pendingOut struct {
 	keyOff, keyLen, dataOff, dataLen int32
 	runStart, runLen                 int32 // a run of forwards (runLen > 0)
 	kind                             streams.Kind
-	ref                              bool
 }
 
 // origin is the module version an output came from.
@@ -231,13 +228,7 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 		w.origins = append(w.origins, origin{o.Module, o.Version})
 	}
 	org := int32(len(w.origins) - 1)
-	ts, source := w.now, int64(-1)
-	if ts == 0 {
-		ts = time.Now().UnixNano()
-	}
-	if o.Event != nil {
-		source = int64(o.Event.Seq)
-	}
+	source, ts := w.sourceAndTime(&o)
 	if w.recording.Load() > 0 && source >= 0 {
 		out := w.output(&o)
 		out.Key, out.Data = o.Key, o.Data
@@ -250,20 +241,7 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 	// event; with "interval", events newer than the last fsync are stored
 	// inline.
 	if o.Kind == wasmhost.OutputForward && source >= 0 && w.refs && (source <= w.durable || source <= w.refreshDurable()) {
-		if n := len(w.pend); n > 0 {
-			if r := &w.pend[n-1]; r.runLen > 0 && r.st == w.lastSt && r.origin == org && r.ts == ts &&
-				source > w.runSrc[len(w.runSrc)-1] {
-				w.runSrc = append(w.runSrc, source)
-				r.runLen++
-				return
-			}
-		}
-		w.pend = append(w.pend, pendingOut{st: w.lastSt, source: source, ts: ts, origin: org, errIdx: -1,
-			kind: streams.KindForward, ref: true, runStart: int32(len(w.runSrc)), runLen: 1})
-		w.runSrc = append(w.runSrc, source)
-		if len(w.runSrc) >= maxPending {
-			w.flush()
-		}
+		w.queueForward(org, source, ts)
 		return
 	}
 	p := pendingOut{st: w.lastSt, source: source, ts: ts, origin: org, errIdx: -1, kind: streams.Kind(o.Kind)}
@@ -281,6 +259,38 @@ func (w *wasmStage) emit(o wasmhost.Output) {
 	}
 }
 
+// queueForward adds a forward by reference of input source to the run at
+// the end of pend when it can extend it, else starts a run.
+func (w *wasmStage) queueForward(org int32, source, ts int64) {
+	if n := len(w.pend); n > 0 {
+		if r := &w.pend[n-1]; r.runLen > 0 && r.st == w.lastSt && r.origin == org && r.ts == ts &&
+			source > w.runSrc[len(w.runSrc)-1] {
+			w.runSrc = append(w.runSrc, source)
+			r.runLen++
+			return
+		}
+	}
+	w.pend = append(w.pend, pendingOut{st: w.lastSt, ts: ts, origin: org, errIdx: -1,
+		runStart: int32(len(w.runSrc)), runLen: 1})
+	w.runSrc = append(w.runSrc, source)
+	if len(w.runSrc) >= maxPending {
+		w.flush()
+	}
+}
+
+// sourceAndTime is o's input sequence (-1 for timer and flush outputs) and
+// its timestamp (the ring batch's clock reading).
+func (w *wasmStage) sourceAndTime(o *wasmhost.Output) (source, ts int64) {
+	source, ts = -1, w.now
+	if o.Event != nil {
+		source = int64(o.Event.Seq)
+	}
+	if ts == 0 {
+		ts = time.Now().UnixNano()
+	}
+	return source, ts
+}
+
 // refreshDurable rereads the input journal's durable sequence. emit keeps
 // it in w.durable and rereads it only when an output's source is past it:
 // the journal stage writes the line it lives on at every append, so a read
@@ -292,13 +302,8 @@ func (w *wasmStage) refreshDurable() int64 {
 
 // output is o as a stream output, without key and data.
 func (w *wasmStage) output(o *wasmhost.Output) streams.Output {
-	out := streams.Output{Kind: streams.Kind(o.Kind), Module: o.Module, Version: o.Version, Source: -1, Timestamp: w.now}
-	if o.Event != nil {
-		out.Source = int64(o.Event.Seq)
-	}
-	if out.Timestamp == 0 {
-		out.Timestamp = time.Now().UnixNano()
-	}
+	out := streams.Output{Kind: streams.Kind(o.Kind), Module: o.Module, Version: o.Version}
+	out.Source, out.Timestamp = w.sourceAndTime(o)
 	if o.Err != nil {
 		out.Err = o.Err.Error()
 	}
@@ -322,13 +327,10 @@ func (w *wasmStage) flush() {
 		for ; i < len(w.pend) && w.pend[i].st == st && w.pend[i].runLen == 0; i++ {
 			p := &w.pend[i]
 			org := &w.origins[p.origin]
-			o := streams.Output{Kind: p.kind, Module: org.module, Version: org.version, Source: p.source, Timestamp: p.ts, Ref: p.ref}
+			o := streams.Output{Kind: p.kind, Module: org.module, Version: org.version, Source: p.source, Timestamp: p.ts,
+				Key: w.arena[p.keyOff : p.keyOff+p.keyLen], Data: w.arena[p.dataOff : p.dataOff+p.dataLen]}
 			if p.errIdx >= 0 {
 				o.Err = w.errs[p.errIdx]
-			}
-			if !p.ref {
-				o.Key = w.arena[p.keyOff : p.keyOff+p.keyLen]
-				o.Data = w.arena[p.dataOff : p.dataOff+p.dataLen]
 			}
 			w.flushOuts = append(w.flushOuts, o)
 		}
