@@ -137,13 +137,9 @@ func isRelaxed(ws WaitStrategy) bool {
 // halted.
 type backoff struct{ n int }
 
-// waitCapacity is one round of a producer's wait for wrapPoint to be
-// consumed: spin, then yield, then park on the ring's room parker, which
-// consumers signal after each batch.
-func (b *backoff) waitCapacity(c *sequencerCore, def, wrapPoint int64) error {
-	if c.halted.Load() {
-		return ErrHalted
-	}
+// step spins for the first 63 rounds and yields for the next 64; after
+// that it reports that the caller should park.
+func (b *backoff) step() (park bool) {
 	b.n++
 	switch {
 	case b.n < 64:
@@ -151,6 +147,19 @@ func (b *backoff) waitCapacity(c *sequencerCore, def, wrapPoint int64) error {
 	case b.n < 128:
 		runtime.Gosched()
 	default:
+		return true
+	}
+	return false
+}
+
+// waitCapacity is one round of a producer's wait for wrapPoint to be
+// consumed: spin, then yield, then park on the ring's room parker, which
+// consumers signal after each batch.
+func (b *backoff) waitCapacity(c *sequencerCore, def, wrapPoint int64) error {
+	if c.halted.Load() {
+		return ErrHalted
+	}
+	if b.step() {
 		c.room.parkForCapacity(c.gating, def, wrapPoint, c.halted)
 	}
 	return nil
@@ -419,13 +428,7 @@ func nextCtx(ctx context.Context, s sequencer, c *sequencerCore, n int64) (int64
 		if c.halted.Load() {
 			return 0, ErrHalted
 		}
-		b.n++
-		switch {
-		case b.n < 64:
-			spinPause()
-		case b.n < 128:
-			runtime.Gosched()
-		default:
+		if b.step() {
 			claimed := s.claimedCursor()
 			c.room.parkOnce(c.gating, claimed, claimed+n-c.bufferSize, c.halted)
 		}

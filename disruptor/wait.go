@@ -163,16 +163,22 @@ func (s *SleepingWaitStrategy) WaitFor(seq int64, _ *Sequence, deps SequenceGrou
 		if err := alert.CheckAlert(); err != nil {
 			return 0, err
 		}
-		switch {
-		case counter > 100:
-			counter--
-		case counter > 0:
-			counter--
-			runtime.Gosched()
-		default:
-			time.Sleep(s.sleep)
-		}
+		counter = s.pause(counter)
 	}
+}
+
+// pause is one round of the sleeping back-off: spin while counter > 100,
+// yield while it is positive, then sleep. It returns the next counter.
+func (s *SleepingWaitStrategy) pause(counter int) int {
+	switch {
+	case counter > 100:
+		return counter - 1
+	case counter > 0:
+		runtime.Gosched()
+		return counter - 1
+	}
+	time.Sleep(s.sleep)
+	return 0
 }
 
 // SignalAllWhenBlocking implements WaitStrategy; it does nothing.
@@ -184,15 +190,7 @@ func (s *SleepingWaitStrategy) waitSlot(mp *multiProducerSequencer, seq int64, a
 		if err := alert.CheckAlert(); err != nil {
 			return err
 		}
-		switch {
-		case counter > 100:
-			counter--
-		case counter > 0:
-			counter--
-			runtime.Gosched()
-		default:
-			time.Sleep(s.sleep)
-		}
+		counter = s.pause(counter)
 	}
 	return nil
 }
