@@ -1,19 +1,13 @@
 package appliance
 
 import (
-	"context"
-	"log/slog"
-	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/valyala/fasthttp"
-
-	"github.com/badbatch/badbatch/config"
 )
 
 // BenchmarkHTTPPublish measures the whole publish path on loopback: a real
@@ -43,44 +37,15 @@ func BenchmarkHTTPPublish(b *testing.B) {
 }
 
 func benchPublish(b *testing.B, batch int, withJournal bool, ack string) {
-	cfg := config.Default()
-	cfg.Node.DataDir = b.TempDir()
-	cfg.Modules.Dir = b.TempDir()
-	cfg.Ring.BufferSize = 1 << 16
-	cfg.Ring.MaxEventSize = 256
-	cfg.API.MaxBatch = 1000
-	cfg.Log.Level = "error"
+	cfg := benchConfig(b)
 	cfg.Journal.Enabled = withJournal
 	if !withJournal {
 		cfg.Journal.DefaultAck = "memory"
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := New(cfg, slog.New(slog.DiscardHandler), WithListener(ln))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	<-a.Ready()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-
-	var body []byte
-	if batch == 1 {
-		body = []byte(`{"data":{"temp":21.5,"unit":"C","sensor":"s-17"}}`)
-	} else {
-		body = []byte("[" + strings.TrimSuffix(strings.Repeat(`{"data":{"temp":21.5,"unit":"C","sensor":"s-17"}},`, batch), ",") + "]")
-	}
-	client := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 64}
-	url := "http://" + ln.Addr().String() + "/api/v1/events?ack=" + ack
+	a, addr := startBench(b, cfg)
+	body := benchBody(batch, `{"temp":21.5,"unit":"C","sensor":"s-17"}`)
+	client := benchClient(b, addr, 64)
+	url := "http://" + addr + "/api/v1/events?ack=" + ack
 	var mu sync.Mutex
 	hist := hdrhistogram.New(1, int64(10*time.Second), 3)
 	b.SetBytes(int64(len(body)))
@@ -88,14 +53,9 @@ func benchPublish(b *testing.B, batch int, withJournal bool, ack string) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		local := hdrhistogram.New(1, int64(10*time.Second), 3)
-		req := fasthttp.AcquireRequest()
-		res := fasthttp.AcquireResponse()
+		req, res := benchRequest(url, body)
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(res)
-		req.SetRequestURI(url)
-		req.Header.SetMethod("POST")
-		req.Header.SetContentType("application/json")
-		req.SetBodyRaw(body)
 		for pb.Next() {
 			t0 := time.Now()
 			if err := client.Do(req, res); err != nil {

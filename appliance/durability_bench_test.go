@@ -1,10 +1,8 @@
 package appliance
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -60,47 +58,14 @@ func BenchmarkDurability(b *testing.B) {
 }
 
 func benchDurability(b *testing.B, batch, clients int, ack string) {
-	cfg := config.Default()
-	cfg.Node.DataDir = b.TempDir()
-	cfg.Modules.Dir = b.TempDir()
-	cfg.Ring.BufferSize = 1 << 16
-	cfg.Ring.MaxEventSize = 256
-	cfg.API.MaxBatch = 1000
-	cfg.Log.Level = "error"
+	cfg := benchConfig(b)
 	cfg.Journal.Fsync = "batch"
 	cfg.Journal.RetentionBytes = 0
 	cfg.Journal.RetentionAge = config.D(0)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := New(cfg, slog.New(slog.DiscardHandler), WithListener(ln))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	<-a.Ready()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-
-	var body []byte
-	if batch == 1 {
-		body = []byte(`{"data":{"temp":21.5,"unit":"C","sensor":"s-17"}}`)
-	} else {
-		body = []byte("[" + strings.TrimSuffix(strings.Repeat(`{"data":{"temp":21.5,"unit":"C","sensor":"s-17"}},`, batch), ",") + "]")
-	}
-	// A plain dialer: fasthttp's default one starts a DNS cache cleaner
-	// goroutine that never ends (goleak).
-	client := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: clients,
-		Dial: func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) }}
-	defer client.CloseIdleConnections()
-	url := "http://" + ln.Addr().String() + "/api/v1/events?ack=" + ack
+	a, addr := startBench(b, cfg)
+	body := benchBody(batch, `{"temp":21.5,"unit":"C","sensor":"s-17"}`)
+	client := benchClient(b, addr, clients)
+	url := "http://" + addr + "/api/v1/events?ack=" + ack
 	var mu sync.Mutex
 	hist := hdrhistogram.New(1, int64(10*time.Second), 3)
 	st0 := a.journal.Stats()
@@ -115,14 +80,9 @@ func benchDurability(b *testing.B, batch, clients int, ack string) {
 	for range clients {
 		wg.Go(func() {
 			local := hdrhistogram.New(1, int64(10*time.Second), 3)
-			req := fasthttp.AcquireRequest()
-			res := fasthttp.AcquireResponse()
+			req, res := benchRequest(url, body)
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(res)
-			req.SetRequestURI(url)
-			req.Header.SetMethod("POST")
-			req.Header.SetContentType("application/json")
-			req.SetBodyRaw(body)
 			for next.Add(1) <= int64(b.N) {
 				t0 := time.Now()
 				if err := client.Do(req, res); err != nil {

@@ -2,16 +2,11 @@ package appliance
 
 import (
 	"context"
-	"log/slog"
-	"net"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/badbatch/badbatch/config"
 )
 
 // BenchmarkPublishWithModules measures batch publishing (1000 events per
@@ -41,57 +36,26 @@ func BenchmarkPublishWithModules(b *testing.B) {
 }
 
 func benchModules(b *testing.B, module, level string) {
-	cfg := config.Default()
-	cfg.Node.DataDir = b.TempDir()
-	cfg.Modules.Dir = b.TempDir()
-	cfg.Ring.BufferSize = 1 << 16
-	cfg.Ring.MaxEventSize = 256
-	cfg.API.MaxBatch = 1000
-	cfg.Log.Level = "error"
+	cfg := benchConfig(b)
 	if module != "none" {
 		copyModule(b, cfg.Modules.Dir, module)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := New(cfg, slog.New(slog.DiscardHandler), WithListener(ln), WithWasmCacheDir(wasmTestCache))
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, addr := startBench(b, cfg, WithWasmCacheDir(wasmTestCache))
 	if module != "none" && a.wasm.Modules() != 1 {
 		b.Fatalf("module %s not loaded", module)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	<-a.Ready()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
 	const batch = 1000
-	body := []byte("[" + strings.TrimSuffix(strings.Repeat(`{"data":{"level":"`+level+`","temp":21.5,"sensor":"s-17"}},`, batch), ",") + "]")
-	// A plain dialer: fasthttp's default one starts a process-wide cache
-	// cleaner goroutine that never ends (goleak).
-	client := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 64,
-		Dial: func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) }}
-	url := "http://" + ln.Addr().String() + "/api/v1/events?ack=memory"
+	body := benchBody(batch, `{"level":"`+level+`","temp":21.5,"sensor":"s-17"}`)
+	client := benchClient(b, addr, 64)
+	url := "http://" + addr + "/api/v1/events?ack=memory"
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()
 	start := time.Now()
 	cpu0 := cpuTime(b)
 	b.RunParallel(func(pb *testing.PB) {
-		req := fasthttp.AcquireRequest()
-		res := fasthttp.AcquireResponse()
+		req, res := benchRequest(url, body)
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(res)
-		req.SetRequestURI(url)
-		req.Header.SetMethod("POST")
-		req.Header.SetContentType("application/json")
-		req.SetBodyRaw(body)
 		for pb.Next() {
 			if err := client.Do(req, res); err != nil {
 				b.Error(err)
