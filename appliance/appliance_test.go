@@ -81,13 +81,21 @@ func testConfig(t *testing.T) config.Config {
 
 func start(t *testing.T, cfg config.Config, opts ...Option) *node {
 	t.Helper()
+	return launch(t, cfg, true, opts...)
+}
+
+// launch runs an appliance with cfg on a loopback port (modules compiled
+// into the package's shared cache) until the test ends; with checkRun,
+// Run's result must be nil (else the test judges n.stop's result).
+func launch(t *testing.T, cfg config.Config, checkRun bool, opts ...Option) *node {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := New(cfg, logger, append([]Option{WithListener(ln)}, opts...)...)
+	a, err := New(cfg, logger, append([]Option{WithListener(ln), WithWasmCacheDir(wasmTestCache)}, opts...)...)
 	if err != nil {
 		_ = ln.Close()
 		t.Fatal(err)
@@ -99,7 +107,7 @@ func start(t *testing.T, cfg config.Config, opts ...Option) *node {
 	case <-a.Ready():
 	case err := <-done:
 		cancel()
-		t.Fatalf("Run ended before ready: %v", err)
+		t.Fatalf("Run ended before ready: %v\n%s", err, logs.String())
 	}
 	n := &node{t: t, a: a, url: "http://" + ln.Addr().String(), logs: logs}
 	var once sync.Once
@@ -113,7 +121,7 @@ func start(t *testing.T, cfg config.Config, opts ...Option) *node {
 		return runErr
 	}
 	t.Cleanup(func() {
-		if err := n.stop(); err != nil {
+		if err := n.stop(); err != nil && checkRun {
 			t.Errorf("Run: %v", err)
 		}
 		http.DefaultClient.CloseIdleConnections()

@@ -73,46 +73,7 @@ func hostileWasm(t *testing.T) []byte {
 // the test (stop returns it).
 func startNode(t *testing.T, cfg config.Config, opts ...Option) *node {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts = append([]Option{WithListener(ln), WithWasmCacheDir(wasmTestCache)}, opts...)
-	a, err := New(cfg, logger, opts...)
-	if err != nil {
-		_ = ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run ended before ready: %v\n%s", err, logs.String())
-	}
-	n := &node{t: t, a: a, url: "http://" + ln.Addr().String(), logs: logs}
-	var once sync.Once
-	var runErr error
-	n.stop = func() error {
-		once.Do(func() {
-			cancel()
-			runErr = <-done
-			_ = ln.Close()
-		})
-		return runErr
-	}
-	t.Cleanup(func() {
-		_ = n.stop()
-		http.DefaultClient.CloseIdleConnections()
-		if t.Failed() {
-			t.Logf("node logs:\n%s", logs.String())
-		}
-	})
-	return n
+	return launch(t, cfg, false, opts...)
 }
 
 // output is one record of GET /api/v1/streams/{name}/events.
