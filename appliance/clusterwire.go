@@ -231,16 +231,7 @@ func (w *clusterWire) GossipAddr() string {
 	if g := w.node.GossipAddr(); g != "" {
 		return g
 	}
-	c := w.a.Config().Cluster
-	host := c.AdvertiseAddr
-	if host == "" {
-		host = c.BindAddr
-	}
-	port := c.AdvertisePort
-	if port == 0 {
-		port = c.BindPort
-	}
-	return net.JoinHostPort(hostFor(host), strconv.Itoa(port))
+	return configuredGossipAddr(w.a.Config().Cluster)
 }
 
 // Leave implements Cluster: the first shutdown step. Rollout stops, then the

@@ -8,6 +8,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/badbatch/badbatch/appliance/api"
+	"github.com/badbatch/badbatch/config"
 	"github.com/badbatch/badbatch/disruptor"
 )
 
@@ -79,7 +80,11 @@ func (a *Appliance) gossipAddr() string {
 	if a.opts.cluster != nil {
 		return a.opts.cluster.GossipAddr()
 	}
-	c := a.Config().Cluster
+	return configuredGossipAddr(a.Config().Cluster)
+}
+
+// configuredGossipAddr is the gossip address c says a node advertises.
+func configuredGossipAddr(c config.ClusterConfig) string {
 	host := c.AdvertiseAddr
 	if host == "" {
 		host = c.BindAddr
