@@ -60,10 +60,14 @@ func WaitStrategyNames() []string {
 
 // busySpinPauses is how many PAUSE hints a busy-spin waiter issues between
 // two reads of the sequence it waits on: fewer reads of the cursor's cache
-// line leave the producer more time to write it (measured on the 2-core
-// development VM: 4 beat 1 and 16 for 1P1C single-event publishing, with a
-// one-hop p50 latency of about 70 ns).
-const busySpinPauses = 4
+// line leave the producer more time to write it, but every PAUSE (about
+// 10 ns on the development VM's EPYC) delays noticing a publish. Measured
+// on that 2-vCPU VM, 12 alternating rounds: 2 beat 4 for 1P1C busy-spin
+// throughput (7.0 vs 7.6 ns/event single publish, 2.0 vs 2.5 batch-16)
+// at the same one-hop p50 when the vCPUs share a cache (61-79 ns); when
+// they do not, one-hop p50 was 266-275 ns with 0-2 pauses, 306 with 4 and
+// 345 with 8.
+const busySpinPauses = 2
 
 // BusySpinWaitStrategy spins on the dependents. Lowest latency; burns a core
 // per waiting consumer, so use it only with fewer consumers than cores.
