@@ -75,15 +75,22 @@ func (r *RingBuffer[T]) Get(seq int64) *T { return &r.entries[seq&r.mask] }
 func (r *RingBuffer[T]) Next() (int64, error) { return r.next(1) }
 
 func (r *RingBuffer[T]) next(n int64) (int64, error) {
-	if r.sp != nil {
-		return r.sp.next(n)
+	if sp := r.sp; sp != nil {
+		if hi, ok := sp.claim(n); ok {
+			return hi, nil
+		}
+		return sp.next(n)
 	}
 	return r.mp.next(n)
 }
 
 func (r *RingBuffer[T]) publish(lo, hi int64) {
-	if r.sp != nil {
-		r.sp.publish(lo, hi)
+	if sp := r.sp; sp != nil {
+		if sp.relaxed {
+			sp.cursor.SetRelease(hi)
+			return
+		}
+		sp.publish(lo, hi)
 		return
 	}
 	r.mp.publish(lo, hi)

@@ -178,6 +178,18 @@ type singleProducerSequencer struct {
 	pending *Sequence
 }
 
+// claim is next's common case, small enough to be inlined into the ring's
+// Next and NextN: n is in range, the ring is open and the cached gating
+// sequence already shows room. ok is false when next must decide.
+func (s *singleProducerSequencer) claim(n int64) (hi int64, ok bool) {
+	hi = s.nextValue + n
+	if n < 1 || hi-s.bufferSize > s.cachedValue || s.cachedValue > s.nextValue || s.closed.Load() {
+		return 0, false
+	}
+	s.nextValue = hi
+	return hi, true
+}
+
 func (s *singleProducerSequencer) next(n int64) (int64, error) {
 	if n < 1 || n > s.bufferSize {
 		return 0, fmt.Errorf("disruptor: claim of %d slots outside 1..%d", n, s.bufferSize)
