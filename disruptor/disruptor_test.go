@@ -602,6 +602,48 @@ func TestLifecycleAndMaxBatch(t *testing.T) {
 	}
 }
 
+func TestDefaultMaxBatch(t *testing.T) {
+	for _, tc := range []struct {
+		ring     int
+		producer ProducerType
+		want     int
+	}{
+		{1, SingleProducer, 1}, {2, SingleProducer, 1}, {4, SingleProducer, 1}, {8, SingleProducer, 2},
+		{256, SingleProducer, 64}, {4096, SingleProducer, 1024}, {65536, SingleProducer, 1024}, {1 << 30, SingleProducer, 1024},
+		{1, MultiProducer, 1}, {256, MultiProducer, 256}, {65536, MultiProducer, 65536},
+	} {
+		if got := DefaultMaxBatch(tc.ring, tc.producer); got != tc.want {
+			t.Errorf("DefaultMaxBatch(%d, %v) = %d, want %d", tc.ring, tc.producer, got, tc.want)
+		}
+	}
+	// The bound applies to a single-producer ring when no option sets one,
+	// and WithMaxBatchSize of the ring size lifts it: a backlog published
+	// before Start comes in batches of at most a quarter of this 256-slot
+	// ring, or at once (and at once on a multi-producer ring).
+	for _, tc := range []struct {
+		opts []Option
+		want int64
+	}{
+		{[]Option{WithProducerType(SingleProducer)}, 64},
+		{[]Option{WithProducerType(SingleProducer), WithMaxBatchSize(256)}, 200},
+		{[]Option{WithProducerType(MultiProducer)}, 200},
+	} {
+		d, _ := New(newItem, 256, tc.opts...)
+		l := &lifecycle{}
+		d.HandleEventsWith(l)
+		if err := d.RingBuffer().PublishEvents(200, func(*item, int64) {}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		shutdown(t, d)
+		if got := l.maxBatch.Load(); got != tc.want {
+			t.Errorf("options %d: largest batch %d, want %d", len(tc.opts), got, tc.want)
+		}
+	}
+}
+
 type timeoutHandler struct{ timeouts atomic.Int64 }
 
 func (h *timeoutHandler) OnEvent(*item, int64, bool) error { return nil }

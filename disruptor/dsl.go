@@ -28,7 +28,8 @@ func WithProducerType(p ProducerType) Option { return func(o *options) { o.produ
 func WithWaitStrategy(ws WaitStrategy) Option { return func(o *options) { o.ws = ws } }
 
 // WithMaxBatchSize bounds how many events a processor hands its handler
-// before it advances its sequence (default: the ring size).
+// before it advances its sequence (default: DefaultMaxBatch of the ring
+// size; the ring size means no bound).
 func WithMaxBatchSize(n int) Option { return func(o *options) { o.maxBatch = n } }
 
 // WithCPUPinning pins each processor goroutine to its own physical core

@@ -33,16 +33,18 @@ const (
 )
 
 // NewBatchEventProcessor returns a processor for handler that waits on
-// barrier. maxBatch < 1 means unbounded (up to the ring size). exh nil
+// barrier. maxBatch bounds the events handed over before the processor
+// advances its sequence; below 1 it is DefaultMaxBatch(ring size). exh nil
 // means FatalStop.
 func NewBatchEventProcessor[T any](ring *RingBuffer[T], barrier *SequenceBarrier, handler EventHandler[T], exh ExceptionHandler[T], maxBatch int) *BatchEventProcessor[T] {
 	if exh == nil {
 		exh = FatalStop[T]{Name: fmt.Sprintf("%T", handler)}
 	}
 	mb := int64(maxBatch)
-	if mb < 1 || mb > ring.BufferSize() {
-		mb = ring.BufferSize()
+	if mb < 1 {
+		mb = int64(DefaultMaxBatch(int(ring.BufferSize()), ring.ProducerType()))
 	}
+	mb = min(mb, ring.BufferSize())
 	p := &BatchEventProcessor[T]{
 		seq: NewSequence(InitialSequence), ring: ring, barrier: barrier,
 		handler: handler, exh: exh, maxBatch: mb,
@@ -53,6 +55,28 @@ func NewBatchEventProcessor[T any](ring *RingBuffer[T], barrier *SequenceBarrier
 		sr.SetSequenceCallback(p.seq)
 	}
 	return p
+}
+
+// DefaultMaxBatch is the batch bound a processor uses unless told
+// otherwise, for a ring of bufferSize slots and its producer type.
+//
+// On a single-producer ring it is 1024, or a quarter of the ring if that is
+// smaller. A consumer that has fallen a ring behind would otherwise take
+// the whole ring as one batch and hold every slot until its end, so the
+// producer stops and the two take turns instead of running side by side.
+// Measured on the 2-vCPU development VM (1P1C, 65,536 slots, alternating
+// runs): batch-16 publishing went from 1.8-3.0 to 1.44-1.69 ns per event
+// with busy-spin, and from 1.9-3.4 to 1.45-1.48 with yielding.
+//
+// On a multi-producer ring it is the ring size (no bound). There several
+// producers wait for room at once, and once they park, waking them after
+// every bounded batch cost more than the early release gained: 3P1C with
+// one event per publish went from 14-23 to 18-26 ns per event with 1024.
+func DefaultMaxBatch(bufferSize int, producer ProducerType) int {
+	if producer == MultiProducer {
+		return max(1, bufferSize)
+	}
+	return max(1, min(1024, bufferSize/4))
 }
 
 // Sequence returns the processor's progress: the highest sequence it has

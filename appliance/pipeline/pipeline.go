@@ -164,7 +164,11 @@ func New(opts Options) (*Pipeline, error) {
 	for _, g := range opts.Stages {
 		nConsumers += len(g)
 	}
-	dopts := []disruptor.Option{disruptor.WithWaitStrategy(ws), disruptor.WithProducerType(disruptor.MultiProducer)}
+	// Stages take everything available as one batch (no bound below the
+	// ring size): the journal stage makes one write and one fsync per
+	// batch, so a backlog is made durable with as few fsyncs as possible.
+	dopts := []disruptor.Option{disruptor.WithWaitStrategy(ws), disruptor.WithProducerType(disruptor.MultiProducer),
+		disruptor.WithMaxBatchSize(opts.BufferSize)}
 	switch {
 	case !opts.PinCPUs:
 		p.pins = []string{"pinning off (ring.pin_cpus = false)"}
