@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -520,6 +521,11 @@ func TestTryNextAndCapacity(t *testing.T) {
 			rb.PublishRange(8, 11)
 			if _, err := rb.TryNextN(9); err == nil {
 				t.Fatal("claim larger than the ring accepted")
+			}
+			for _, n := range []int64{0, -1, 9, math.MaxInt64} {
+				if hi, err := rb.NextN(n); err == nil {
+					t.Fatalf("NextN(%d) accepted: %d", n, hi)
+				}
 			}
 		})
 	}

@@ -178,12 +178,13 @@ type singleProducerSequencer struct {
 	pending *Sequence
 }
 
-// claim is next's common case, small enough to be inlined into the ring's
-// Next and NextN: n is in range, the ring is open and the cached gating
-// sequence already shows room. ok is false when next must decide.
+// claim is next's common case, small enough for the compiler to inline
+// into the ring's claim path: n is in range, the ring is open and the
+// cached gating sequence already shows room. ok is false when next must
+// decide (and report a bad n, a closed ring or a full one).
 func (s *singleProducerSequencer) claim(n int64) (hi int64, ok bool) {
 	hi = s.nextValue + n
-	if n < 1 || hi-s.bufferSize > s.cachedValue || s.cachedValue > s.nextValue || s.closed.Load() {
+	if n < 1 || n > s.bufferSize || hi-s.bufferSize > s.cachedValue || s.cachedValue > s.nextValue || s.closed.Load() {
 		return 0, false
 	}
 	s.nextValue = hi
