@@ -13,7 +13,8 @@
 //   - [SequenceBarrier] lets a consumer wait for the cursor and for the
 //     consumers it depends on, using a [WaitStrategy].
 //   - [BatchEventProcessor] runs an [EventHandler] over every available event
-//     in batches, with panics recovered and routed to an [ExceptionHandler].
+//     in batches ([DefaultMaxBatch] bounds them; [WithMaxBatchSize] changes
+//     it), with panics recovered and routed to an [ExceptionHandler].
 //   - [Disruptor] is the builder for handler graphs: pipelines, fan-out and
 //     diamonds, with Start, Halt and a draining Shutdown.
 //   - [EventPoller] is the pull-based alternative to processors.
