@@ -57,6 +57,64 @@ func waitSeq(b *testing.B, s *Sequence, target int64) {
 	}
 }
 
+// startTimer starts the measured part of a benchmark.
+func startTimer(b *testing.B) {
+	b.ReportAllocs()
+	b.ResetTimer()
+}
+
+// finish stops the timer, checks the consumer's sum of 0..n-1 and reports
+// the rate.
+func finish(b *testing.B, sum, n int64) {
+	b.StopTimer()
+	checkSum(b, sum, n)
+	reportRate(b, int(n))
+}
+
+// sumChan starts the channel baselines' consumer: it receives n values from
+// ch and sends their sum on the returned channel.
+func sumChan(ch <-chan int64, n int64) <-chan int64 {
+	done := make(chan int64, 1)
+	go func() {
+		var acc int64
+		for i := int64(0); i < n; i++ {
+			acc += <-ch
+		}
+		done <- acc
+	}()
+	return done
+}
+
+// sink is a handler whose sum proves a disruptor graph ran every event.
+type sink struct {
+	h   EventHandler[payload]
+	sum *atomic.Int64
+}
+
+// runGraph builds a single-producer disruptor with ws, lets wire add the
+// handlers and return the sinks, publishes 0..b.N-1 one event per publish
+// and checks every sink's sum.
+func runGraph(b *testing.B, ws WaitStrategy, wire func(d *Disruptor[payload]) []sink) {
+	d, err := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(ws))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sinks := wire(d)
+	if err := d.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer d.Halt()
+	publishSeq(b, d)
+	for _, k := range sinks {
+		waitSeq(b, d.SequenceOf(k.h), int64(b.N)-1)
+	}
+	b.StopTimer()
+	for _, k := range sinks {
+		checkSum(b, k.sum.Load(), int64(b.N))
+	}
+	reportRate(b, b.N)
+}
+
 func strategies() map[string]func() WaitStrategy {
 	return map[string]func() WaitStrategy{
 		"busy-spin": func() WaitStrategy { return NewBusySpinWaitStrategy() },
@@ -78,8 +136,7 @@ func run1P1C(b *testing.B, ws WaitStrategy, batch int64) {
 	defer d.Halt()
 	rb := d.RingBuffer()
 	n := int64(b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
+	startTimer(b)
 	var i int64
 	for i < n {
 		k := batch
@@ -97,31 +154,18 @@ func run1P1C(b *testing.B, ws WaitStrategy, batch int64) {
 		rb.PublishRange(hi-k+1, hi)
 	}
 	waitSeq(b, d.SequenceOf(h), n-1)
-	b.StopTimer()
-	checkSum(b, h.sum.Load(), n)
-	reportRate(b, b.N)
+	finish(b, h.sum.Load(), n)
 }
 
 func runChan1P1C(b *testing.B) {
 	ch := make(chan int64, benchRing)
-	done := make(chan int64)
 	n := int64(b.N)
-	go func() {
-		var acc int64
-		for i := int64(0); i < n; i++ {
-			acc += <-ch
-		}
-		done <- acc
-	}()
-	b.ReportAllocs()
-	b.ResetTimer()
+	done := sumChan(ch, n)
+	startTimer(b)
 	for i := int64(0); i < n; i++ {
 		ch <- i
 	}
-	sum := <-done
-	b.StopTimer()
-	checkSum(b, sum, n)
-	reportRate(b, b.N)
+	finish(b, <-done, n)
 }
 
 // runRingFloor is the simplest ring one producer and one consumer can
@@ -153,8 +197,7 @@ func runRingFloor(b *testing.B) {
 		}
 		sum <- acc
 	}()
-	b.ReportAllocs()
-	b.ResetTimer()
+	startTimer(b)
 	gate := InitialSequence
 	for i := int64(0); i < n; i++ {
 		for i-benchRing > gate {
@@ -163,10 +206,7 @@ func runRingFloor(b *testing.B) {
 		arr[i&(benchRing-1)] = i
 		cursor.SetRelease(i)
 	}
-	got := <-sum
-	b.StopTimer()
-	checkSum(b, got, n)
-	reportRate(b, b.N)
+	finish(b, <-sum, n)
 }
 
 // BenchmarkUnicast1P1C: one producer, one consumer, one event per publish
@@ -190,16 +230,8 @@ func BenchmarkThreeProducers(b *testing.B) {
 		ch := make(chan int64, benchRing)
 		per := int64(b.N/producers + 1)
 		total := per * producers
-		done := make(chan int64)
-		go func() {
-			var acc int64
-			for i := int64(0); i < total; i++ {
-				acc += <-ch
-			}
-			done <- acc
-		}()
-		b.ReportAllocs()
-		b.ResetTimer()
+		done := sumChan(ch, total)
+		startTimer(b)
 		var wg sync.WaitGroup
 		for p := int64(0); p < producers; p++ {
 			wg.Add(1)
@@ -211,10 +243,7 @@ func BenchmarkThreeProducers(b *testing.B) {
 			}(p)
 		}
 		wg.Wait()
-		sum := <-done
-		b.StopTimer()
-		checkSum(b, sum, total)
-		reportRate(b, int(total))
+		finish(b, <-done, total)
 	})
 	for _, name := range []string{"yielding", "blocking"} {
 		for _, batch := range []int64{1, 16} {
@@ -237,8 +266,7 @@ func run3P1C(b *testing.B, name string, batch int64) {
 		rb := d.RingBuffer()
 		per := int64(b.N/producers + 1)
 		total := per * producers
-		b.ReportAllocs()
-		b.ResetTimer()
+		startTimer(b)
 		var wg sync.WaitGroup
 		for p := int64(0); p < producers; p++ {
 			wg.Add(1)
@@ -263,9 +291,7 @@ func run3P1C(b *testing.B, name string, batch int64) {
 		}
 		wg.Wait()
 		waitSeq(b, d.SequenceOf(h), total-1)
-		b.StopTimer()
-		checkSum(b, h.sum.Load(), total)
-		reportRate(b, int(total))
+		finish(b, h.sum.Load(), total)
 	})
 }
 
@@ -287,57 +313,35 @@ func BenchmarkPipeline3(b *testing.B) {
 	b.Run("channel", func(b *testing.B) {
 		n := int64(b.N)
 		c0, c1, c2 := make(chan int64, benchRing), make(chan int64, benchRing), make(chan int64, benchRing)
-		done := make(chan int64)
-		go func() {
+		fwd := func(in <-chan int64, out chan<- int64) {
 			for i := int64(0); i < n; i++ {
-				c1 <- <-c0 + 0
+				out <- <-in + 0
 			}
-		}()
-		go func() {
-			for i := int64(0); i < n; i++ {
-				c2 <- <-c1 + 0
-			}
-		}()
-		go func() {
-			var acc int64
-			for i := int64(0); i < n; i++ {
-				acc += <-c2
-			}
-			done <- acc
-		}()
-		b.ReportAllocs()
-		b.ResetTimer()
+		}
+		go fwd(c0, c1)
+		go fwd(c1, c2)
+		done := sumChan(c2, n)
+		startTimer(b)
 		for i := int64(0); i < n; i++ {
 			c0 <- i
 		}
-		sum := <-done
-		b.StopTimer()
-		checkSum(b, sum, n)
-		reportRate(b, b.N)
+		finish(b, <-done, n)
 	})
 	for _, name := range []string{"yielding", "blocking"} {
 		mk := strategies()[name]
 		b.Run("disruptor/"+name, func(b *testing.B) {
-			d, _ := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(mk()))
-			s1, s2, s3 := &stage{}, &stage{}, &stage{}
-			d.HandleEventsWith(s1).Then(s2).Then(s3)
-			if err := d.Start(); err != nil {
-				b.Fatal(err)
-			}
-			defer d.Halt()
-			publishSeq(b, d)
-			waitSeq(b, d.SequenceOf(s3), int64(b.N)-1)
-			b.StopTimer()
-			checkSum(b, s3.sum.Load(), int64(b.N))
-			reportRate(b, b.N)
+			runGraph(b, mk(), func(d *Disruptor[payload]) []sink {
+				s1, s2, s3 := &stage{}, &stage{}, &stage{}
+				d.HandleEventsWith(s1).Then(s2).Then(s3)
+				return []sink{{s3, &s3.sum}}
+			})
 		})
 	}
 }
 
 func publishSeq(b *testing.B, d *Disruptor[payload]) {
 	rb := d.RingBuffer()
-	b.ReportAllocs()
-	b.ResetTimer()
+	startTimer(b)
 	for i := int64(0); i < int64(b.N); i++ {
 		seq, err := rb.Next()
 		if err != nil {
@@ -354,25 +358,18 @@ func BenchmarkMulticast3(b *testing.B) {
 	b.Run("channel", func(b *testing.B) {
 		n := int64(b.N)
 		var chs [3]chan int64
-		done := make(chan int64, 3)
+		var dones [3]<-chan int64
 		for k := range chs {
 			chs[k] = make(chan int64, benchRing)
-			go func(ch chan int64) {
-				var acc int64
-				for i := int64(0); i < n; i++ {
-					acc += <-ch
-				}
-				done <- acc
-			}(chs[k])
+			dones[k] = sumChan(chs[k], n)
 		}
-		b.ReportAllocs()
-		b.ResetTimer()
+		startTimer(b)
 		for i := int64(0); i < n; i++ {
 			for _, ch := range chs {
 				ch <- i
 			}
 		}
-		for range chs {
+		for _, done := range dones {
 			checkSum(b, <-done, n)
 		}
 		b.StopTimer()
@@ -381,22 +378,11 @@ func BenchmarkMulticast3(b *testing.B) {
 	for _, name := range []string{"yielding", "blocking"} {
 		mk := strategies()[name]
 		b.Run("disruptor/"+name, func(b *testing.B) {
-			d, _ := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(mk()))
-			hs := []*sumHandler{{}, {}, {}}
-			d.HandleEventsWith(hs[0], hs[1], hs[2])
-			if err := d.Start(); err != nil {
-				b.Fatal(err)
-			}
-			defer d.Halt()
-			publishSeq(b, d)
-			for _, h := range hs {
-				waitSeq(b, d.SequenceOf(h), int64(b.N)-1)
-			}
-			b.StopTimer()
-			for _, h := range hs {
-				checkSum(b, h.sum.Load(), int64(b.N))
-			}
-			reportRate(b, b.N)
+			runGraph(b, mk(), func(d *Disruptor[payload]) []sink {
+				h0, h1, h2 := &sumHandler{}, &sumHandler{}, &sumHandler{}
+				d.HandleEventsWith(h0, h1, h2)
+				return []sink{{h0, &h0.sum}, {h1, &h1.sum}, {h2, &h2.sum}}
+			})
 		})
 	}
 }
@@ -424,32 +410,21 @@ func BenchmarkDiamond(b *testing.B) {
 			}
 			done <- acc
 		}()
-		b.ReportAllocs()
-		b.ResetTimer()
+		startTimer(b)
 		for i := int64(0); i < n; i++ {
 			in1 <- i
 			in2 <- i
 		}
-		sum := <-done
-		b.StopTimer()
-		checkSum(b, sum, n)
-		reportRate(b, b.N)
+		finish(b, <-done, n)
 	})
 	for _, name := range []string{"yielding", "blocking"} {
 		mk := strategies()[name]
 		b.Run("disruptor/"+name, func(b *testing.B) {
-			d, _ := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(mk()))
-			a, c, join := &sumHandler{}, &sumHandler{}, &sumHandler{}
-			d.HandleEventsWith(a, c).Then(join)
-			if err := d.Start(); err != nil {
-				b.Fatal(err)
-			}
-			defer d.Halt()
-			publishSeq(b, d)
-			waitSeq(b, d.SequenceOf(join), int64(b.N)-1)
-			b.StopTimer()
-			checkSum(b, join.sum.Load(), int64(b.N))
-			reportRate(b, b.N)
+			runGraph(b, mk(), func(d *Disruptor[payload]) []sink {
+				a, c, join := &sumHandler{}, &sumHandler{}, &sumHandler{}
+				d.HandleEventsWith(a, c).Then(join)
+				return []sink{{join, &join.sum}}
+			})
 		})
 	}
 }
