@@ -123,12 +123,38 @@ func strategies() map[string]func() WaitStrategy {
 	}
 }
 
-func run1P1C(b *testing.B, ws WaitStrategy, batch int64) {
+// sumBatch is sumHandler as a BatchHandler: its loop over a batch keeps the
+// running sum in a register.
+type sumBatch struct{ sumHandler }
+
+func (h *sumBatch) OnBatch(events []payload, _ int64, end bool) (int, error) {
+	acc := h.acc
+	for i := range events {
+		acc += events[i].v
+	}
+	h.acc = acc
+	if end {
+		h.sum.Store(acc)
+	}
+	return len(events), nil
+}
+
+// run1P1C publishes 0..b.N-1 in batches of batch events. onBatch makes the
+// consumer a BatchHandler and the producer fill each batch through Slots.
+func run1P1C(b *testing.B, ws WaitStrategy, batch int64, onBatch bool) {
 	d, err := New(newPayload, benchRing, WithProducerType(SingleProducer), WithWaitStrategy(ws))
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &sumHandler{}
+	var h EventHandler[payload]
+	var sum *atomic.Int64
+	if onBatch {
+		sb := &sumBatch{}
+		h, sum = sb, &sb.sum
+	} else {
+		sh := &sumHandler{}
+		h, sum = sh, &sh.sum
+	}
 	d.HandleEventsWith(h)
 	if err := d.Start(); err != nil {
 		b.Fatal(err)
@@ -147,14 +173,26 @@ func run1P1C(b *testing.B, ws WaitStrategy, batch int64) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for s := hi - k + 1; s <= hi; s++ {
-			rb.Get(s).v = i
-			i++
+		if onBatch {
+			first, second := rb.Slots(hi-k+1, hi)
+			for j := range first {
+				first[j].v = i
+				i++
+			}
+			for j := range second {
+				second[j].v = i
+				i++
+			}
+		} else {
+			for s := hi - k + 1; s <= hi; s++ {
+				rb.Get(s).v = i
+				i++
+			}
 		}
 		rb.PublishRange(hi-k+1, hi)
 	}
 	waitSeq(b, d.SequenceOf(h), n-1)
-	finish(b, h.sum.Load(), n)
+	finish(b, sum.Load(), n)
 }
 
 func runChan1P1C(b *testing.B) {
@@ -224,7 +262,15 @@ func BenchmarkUnicast1P1C(b *testing.B) {
 	for _, name := range []string{"busy-spin", "yielding", "blocking"} {
 		mk := strategies()[name]
 		for _, batch := range []int64{1, 16, 256} {
-			b.Run(fmt.Sprintf("disruptor/%s/batch=%d", name, batch), func(b *testing.B) { run1P1C(b, mk(), batch) })
+			b.Run(fmt.Sprintf("disruptor/%s/batch=%d", name, batch), func(b *testing.B) { run1P1C(b, mk(), batch, false) })
+		}
+	}
+	// The same with the batch APIs: the producer fills each claimed batch
+	// through Slots, the consumer is a BatchHandler (one OnBatch per batch).
+	for _, name := range []string{"busy-spin", "yielding"} {
+		mk := strategies()[name]
+		for _, batch := range []int64{1, 16, 256} {
+			b.Run(fmt.Sprintf("disruptor-slices/%s/batch=%d", name, batch), func(b *testing.B) { run1P1C(b, mk(), batch, true) })
 		}
 	}
 }

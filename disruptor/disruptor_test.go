@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -921,6 +922,193 @@ func TestNextCtxWaitsForRoom(t *testing.T) {
 					t.Fatalf("NextCtx on a halted ring: %v", err)
 				}
 			})
+		}
+	}
+}
+
+// batchRecorder is a BatchHandler that records every call and every
+// sequence it handles, fails as failAt says and panics at panicAt.
+type batchRecorder struct {
+	mu       sync.Mutex
+	calls    [][2]int64 // lo, hi of each call
+	ends     []bool
+	handled  []int64
+	failAt   map[int64]bool
+	panicAt  int64
+	panicked bool
+}
+
+func (h *batchRecorder) OnEvent(*item, int64, bool) error {
+	return errors.New("OnEvent called on a BatchHandler")
+}
+
+func (h *batchRecorder) OnBatch(events []item, lo int64, end bool) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, [2]int64{lo, lo + int64(len(events)) - 1})
+	h.ends = append(h.ends, end)
+	for i := range events {
+		seq := lo + int64(i)
+		if events[i].n != seq {
+			return i, fmt.Errorf("events[%d] holds %d, want %d", i, events[i].n, seq)
+		}
+		if seq == h.panicAt && !h.panicked {
+			h.panicked = true
+			panic("batch boom")
+		}
+		if h.failAt[seq] {
+			delete(h.failAt, seq)
+			return i, errors.New("batch failure")
+		}
+		h.handled = append(h.handled, seq)
+	}
+	return len(events), nil
+}
+
+func TestBatchHandler(t *testing.T) {
+	const n = 100
+	run := func(t *testing.T, h *batchRecorder, exh ExceptionHandler[item], n int) *Disruptor[item] {
+		t.Helper()
+		// A 16-slot ring that the producer keeps full, so that the
+		// processor hands over batches of up to 16 events.
+		d, _ := New(newItem, 16, WithProducerType(SingleProducer), WithMaxBatchSize(16))
+		d.HandleEventsWith(h)
+		if exh != nil {
+			if err := d.HandleExceptionsFor(h, exh); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			if err := d.RingBuffer().PublishEvent(func(e *item, seq int64) { e.n = seq }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	t.Run("a batch that wraps around the ring comes in two calls", func(t *testing.T) {
+		rb, _ := NewRingBuffer(16, newItem, SingleProducer, nil)
+		for seq := int64(12); seq <= 19; seq++ {
+			rb.Get(seq).n = seq
+		}
+		h := &batchRecorder{panicAt: -1}
+		p := NewBatchEventProcessor(rb, rb.NewBarrier(), EventHandler[item](h), nil, 0)
+		if failed, err := p.processBatch(12, 19); err != nil {
+			t.Fatalf("processBatch failed at %d: %v", failed, err)
+		}
+		if want := [][2]int64{{12, 15}, {16, 19}}; !slices.Equal(h.calls, want) || !slices.Equal(h.ends, []bool{false, true}) {
+			t.Fatalf("calls %v ends %v, want %v and [false true]", h.calls, h.ends, want)
+		}
+	})
+	t.Run("every event once, in order", func(t *testing.T) {
+		h := &batchRecorder{panicAt: -1}
+		d := run(t, h, nil, n)
+		shutdown(t, d)
+		if len(h.handled) != n {
+			t.Fatalf("handled %d events, want %d", len(h.handled), n)
+		}
+		for i, seq := range h.handled {
+			if seq != int64(i) {
+				t.Fatalf("handled[%d] = %d", i, seq)
+			}
+		}
+		for i, c := range h.calls {
+			if c[0]&15 > c[1]&15 {
+				t.Fatalf("call %d (%d..%d) wraps around the ring", i, c[0], c[1])
+			}
+			if i > 0 && c[0] != h.calls[i-1][1]+1 {
+				t.Fatalf("call %d starts at %d after %d", i, c[0], h.calls[i-1][1])
+			}
+			if !h.ends[i] && c[1]&15 != 15 {
+				t.Fatalf("call %d (%d..%d) not at the end of the ring yet not the end of its batch", i, c[0], c[1])
+			}
+		}
+		if !h.ends[len(h.ends)-1] {
+			t.Fatal("the last call is not the end of a batch")
+		}
+	})
+	t.Run("errors and a panic go to the exception handler at their sequence", func(t *testing.T) {
+		h := &batchRecorder{failAt: map[int64]bool{7: true, 40: true}, panicAt: 20}
+		rec := &recordingExh{}
+		d := run(t, h, rec, n)
+		shutdown(t, d)
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.seqs) != 3 || rec.seqs[0] != 7 || rec.seqs[2] != 40 {
+			t.Fatalf("exceptions at %v, want [7 <first of the panicking call> 40]", rec.seqs)
+		}
+		var pe *PanicError
+		if !errors.As(rec.errs[1], &pe) || pe.Value != "batch boom" {
+			t.Fatalf("second exception %v is not the panic", rec.errs[1])
+		}
+		// 7 and 40 are skipped; the panicking call counts as failed at
+		// its first event, and the rest of that call is delivered again.
+		seen := map[int64]int{}
+		for _, seq := range h.handled {
+			seen[seq]++
+		}
+		for seq := int64(0); seq < n; seq++ {
+			switch {
+			case seq == 7 || seq == 40:
+				if seen[seq] != 0 {
+					t.Fatalf("failed event %d handled %d times", seq, seen[seq])
+				}
+			case seq != rec.seqs[1] && seen[seq] == 0:
+				t.Fatalf("event %d never handled", seq)
+			}
+		}
+		if rec.seqs[1] > 20 {
+			t.Fatalf("panic reported at %d, after the panicking event 20", rec.seqs[1])
+		}
+	})
+	t.Run("fatal stop leaves the failing event unconsumed", func(t *testing.T) {
+		h := &batchRecorder{failAt: map[int64]bool{33: true}, panicAt: -1}
+		d := run(t, h, FatalStop[item]{Name: "batch"}, 40) // 7 left in the 16-slot ring
+		p := d.ProcessorOf(h)
+		deadline := time.Now().Add(5 * time.Second)
+		for p.Err() == nil && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if p.Err() == nil {
+			t.Fatal("processor did not stop")
+		}
+		if got := d.SequenceOf(h).Get(); got != 32 {
+			t.Fatalf("stopped at %d, want 32", got)
+		}
+		d.Halt()
+	})
+}
+
+func TestSlots(t *testing.T) {
+	rb, _ := NewRingBuffer[item](8, nil, SingleProducer, nil)
+	for _, tc := range []struct {
+		lo, hi        int64
+		first, second int
+	}{
+		{0, 0, 1, 0}, {0, 7, 8, 0}, {2, 5, 4, 0}, {6, 9, 2, 2}, {5, 12, 3, 5}, {8, 15, 8, 0}, {15, 16, 1, 1},
+		{3, 2, 0, 0}, {0, 8, 0, 0}, {5, -5, 0, 0},
+	} {
+		first, second := rb.Slots(tc.lo, tc.hi)
+		if len(first) != tc.first || len(second) != tc.second {
+			t.Errorf("Slots(%d, %d): %d + %d entries, want %d + %d", tc.lo, tc.hi, len(first), len(second), tc.first, tc.second)
+			continue
+		}
+		// The slices are the ring's slots, in sequence order, and capped so
+		// that an append cannot spill into the next slot.
+		seq := tc.lo
+		for _, part := range [][]item{first, second} {
+			if cap(part) != len(part) {
+				t.Errorf("Slots(%d, %d): a part has cap %d for len %d", tc.lo, tc.hi, cap(part), len(part))
+			}
+			for i := range part {
+				part[i].n = seq * 10
+				if got := rb.Get(seq).n; got != seq*10 {
+					t.Errorf("Slots(%d, %d): slot of %d reads %d through Get", tc.lo, tc.hi, seq, got)
+				}
+				seq++
+			}
 		}
 	}
 }

@@ -26,6 +26,28 @@ func Handler[T any](fn func(e *T, seq int64, endOfBatch bool) error) EventHandle
 	return &h
 }
 
+// BatchHandler is an optional interface of an EventHandler. A processor
+// whose handler implements it calls OnBatch once per run of consecutive
+// slots instead of OnEvent once per event, so that the handler's loop over
+// the events is plain Go code that the compiler can optimise: no dynamic
+// call per event, and state such as a running sum stays in registers (a
+// summing handler costs about a third of its OnEvent form; see
+// BenchmarkUnicast1P1C's onbatch cases).
+//
+// events holds the events of sequences lo, lo+1, ...: it is the ring's own
+// slots, valid only during the call. A batch that wraps around the end of
+// the ring is handed over in two calls, and endOfBatch is true on the call
+// that ends the batch. On success OnBatch returns (len(events), nil). On
+// failure it returns the index of the failing event and the error: events
+// before it count as handled, and the ExceptionHandler receives the error
+// for that event's sequence, as if OnEvent had returned it (an index out of
+// range counts as the last event). A panic counts as a failure of the
+// call's first event, so with LogAndContinue the rest of that call's
+// events are delivered again.
+type BatchHandler[T any] interface {
+	OnBatch(events []T, lo int64, endOfBatch bool) (handled int, err error)
+}
+
 // BatchStartAware handlers learn each batch's size and the queue depth
 // (events available to this processor, including the batch) before it starts.
 type BatchStartAware interface {

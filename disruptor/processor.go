@@ -24,6 +24,7 @@ type BatchEventProcessor[T any] struct {
 
 	batchStart BatchStartAware
 	timeout    TimeoutAware
+	batch      BatchHandler[T]
 }
 
 const (
@@ -50,6 +51,7 @@ func NewBatchEventProcessor[T any](ring *RingBuffer[T], barrier *SequenceBarrier
 		handler: handler, exh: exh, maxBatch: mb,
 	}
 	p.batchStart, _ = handler.(BatchStartAware)
+	p.batch, _ = handler.(BatchHandler[T])
 	p.timeout, _ = handler.(TimeoutAware)
 	if sr, ok := handler.(SequenceReporting); ok {
 		sr.SetSequenceCallback(p.seq)
@@ -211,6 +213,9 @@ func (p *BatchEventProcessor[T]) loop() error {
 // processBatch hands lo..hi to the handler. On an error or panic it returns
 // the failing sequence and the error; one deferred recover covers the batch.
 func (p *BatchEventProcessor[T]) processBatch(lo, hi int64) (failed int64, err error) {
+	if p.batch != nil {
+		return p.handBatch(lo, hi)
+	}
 	cur := lo
 	defer func() {
 		if r := recover(); r != nil {
@@ -222,6 +227,29 @@ func (p *BatchEventProcessor[T]) processBatch(lo, hi int64) (failed int64, err e
 		if e := h.OnEvent(p.ring.Get(cur), cur, cur == hi); e != nil {
 			return cur, e
 		}
+	}
+	return 0, nil
+}
+
+// handBatch is processBatch for a BatchHandler: one OnBatch call per run of
+// consecutive slots (two when lo..hi wraps around the end of the ring).
+func (p *BatchEventProcessor[T]) handBatch(lo, hi int64) (failed int64, err error) {
+	cur := lo
+	defer func() {
+		if r := recover(); r != nil {
+			failed, err = cur, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	entries, mask := p.ring.entries, p.ring.mask
+	for cur <= hi {
+		first := cur & mask
+		end := min(hi, cur+int64(len(entries))-first-1)
+		events := entries[first : first+end-cur+1]
+		n, e := p.batch.OnBatch(events, cur, end == hi)
+		if e != nil {
+			return cur + int64(min(max(n, 0), len(events)-1)), e
+		}
+		cur = end + 1
 	}
 	return 0, nil
 }

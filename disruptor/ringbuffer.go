@@ -70,6 +70,25 @@ func nextPowerOfTwo(n int) int {
 // a barrier releasing it and the consumer's sequence passing it (consumer).
 func (r *RingBuffer[T]) Get(seq int64) *T { return &r.entries[seq&r.mask] }
 
+// Slots returns the entries of sequences lo..hi as one slice, or as two when
+// the range wraps around the end of the ring (first, then second), so that
+// a claimed batch can be filled, or a batch read, with plain loops over
+// slices rather than a Get per event. The slices are the ring's own slots:
+// fill them only between claiming lo..hi and publishing it. It returns nil
+// slices when hi < lo or the range is longer than the ring.
+func (r *RingBuffer[T]) Slots(lo, hi int64) (first, second []T) {
+	n, size := hi-lo+1, int64(len(r.entries))
+	if n < 1 || n > size {
+		return nil, nil
+	}
+	i := lo & r.mask
+	if end := i + n; end <= size {
+		return r.entries[i:end:end], nil
+	}
+	rest := i + n - size
+	return r.entries[i:size:size], r.entries[:rest:rest]
+}
+
 // Next claims the next slot, waiting while the ring is full. It returns
 // ErrHalted once the ring is halted.
 func (r *RingBuffer[T]) Next() (int64, error) { return r.next(1) }
