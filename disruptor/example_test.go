@@ -139,3 +139,56 @@ func Example_poller() {
 	// processing
 	// idle
 }
+
+// volume is a BatchHandler: the processor hands it each run of slots as a
+// slice, so its loop keeps the running total in a register.
+type volume struct{ total int64 }
+
+// OnEvent is required of every handler; the processor calls OnBatch
+// instead because volume implements BatchHandler.
+func (v *volume) OnEvent(t *Trade, seq int64, end bool) error {
+	_, err := v.OnBatch([]Trade{*t}, seq, end)
+	return err
+}
+
+func (v *volume) OnBatch(trades []Trade, lo int64, end bool) (int, error) {
+	total := v.total
+	for i := range trades {
+		total += trades[i].Price
+	}
+	v.total = total
+	return len(trades), nil
+}
+
+// Batches on both sides: the producer claims 64 slots at a time and fills
+// them through Slots (one or two slices); the consumer is a BatchHandler.
+func Example_batches() {
+	d, err := disruptor.New(newTrade, 256, disruptor.WithProducerType(disruptor.SingleProducer))
+	if err != nil {
+		panic(err)
+	}
+	v := &volume{}
+	d.HandleEventsWith(v)
+	if err := d.Start(); err != nil {
+		panic(err)
+	}
+	rb := d.RingBuffer()
+	id := int64(0)
+	for range 10 {
+		hi, err := rb.NextN(64)
+		if err != nil {
+			panic(err)
+		}
+		first, second := rb.Slots(hi-63, hi)
+		for _, part := range [][]Trade{first, second} {
+			for i := range part {
+				id++
+				part[i].ID, part[i].Price = id, 1
+			}
+		}
+		rb.PublishRange(hi-63, hi)
+	}
+	shutdown(d)
+	fmt.Println("volume:", v.total)
+	// Output: volume: 640
+}
