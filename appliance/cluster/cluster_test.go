@@ -615,8 +615,22 @@ func TestModulesPropagate(t *testing.T) {
 		theirs, _ := nodes[0].Modules("late")
 		return slices.Equal(have, large) && slices.Equal(theirs, lateMods), fmt.Sprintf("late has %d of n1, n1 has %v", len(have), theirs)
 	})
-	// Announcements retire: every broadcast queue drains (no echo loop).
+	// Announcements retire: once every node knows every set, every
+	// broadcast queue drains and stays drained (no echo loop). Waiting
+	// for that knowledge first matters: a node that learns the late
+	// joiner's set after the queues were seen empty re-gossips it, which
+	// is propagation, not an echo.
 	all := append(slices.Clone(nodes), l)
+	waitFor(t, 10*time.Second, "every node knows n1's and the late joiner's sets", func() (bool, string) {
+		for _, n := range all {
+			have, _ := n.Modules("n1")
+			theirs, _ := n.Modules("late")
+			if !slices.Equal(have, large) || !slices.Equal(theirs, lateMods) {
+				return false, fmt.Sprintf("%s has %d of n1's and %v of late's", n.ID(), len(have), theirs)
+			}
+		}
+		return true, ""
+	})
 	drained := func() (bool, string) {
 		for _, n := range all {
 			if q := n.Status().BroadcastQueue; q != 0 {
