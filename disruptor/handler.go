@@ -30,9 +30,10 @@ func Handler[T any](fn func(e *T, seq int64, endOfBatch bool) error) EventHandle
 // whose handler implements it calls OnBatch once per run of consecutive
 // slots instead of OnEvent once per event, so that the handler's loop over
 // the events is plain Go code that the compiler can optimise: no dynamic
-// call per event, and state such as a running sum stays in registers (a
-// summing handler costs about a third of its OnEvent form; see
-// BenchmarkUnicast1P1C's onbatch cases).
+// call per event, and state such as a running sum stays in registers. (A
+// summing handler given batches of 1024 costs 0.26 ns per event through
+// OnBatch against 1.47 through OnEvent on the development VM; see
+// BenchmarkHandlerDispatch.)
 //
 // events holds the events of sequences lo, lo+1, ...: it is the ring's own
 // slots, valid only during the call. A batch that wraps around the end of
