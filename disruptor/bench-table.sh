@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Produces the README's disruptor tables: ROUNDS alternating rounds (default
 # 16) of the throughput benchmarks and the one-hop latency benchmark, each
-# round tagged with the placement of the two vCPUs it ran on, then one
-# Markdown table per placement (needs python3 for the tables only).
+# round tagged with the placement of the two vCPUs it ran on, then per
+# placement a Markdown table of every benchmark and one of the disruptor
+# issue's targets (needs python3 for the tables only).
 #
 # On a shared 2-vCPU VM the hypervisor moves the vCPUs between cores that
 # share a cache and cores that do not, from minute to minute; the two cases
@@ -64,6 +65,28 @@ for title, rs in groups.items():
         allocs = max(rounds[r][name].get("allocs/op", 0) for r in rs)
         print(f"| {name} | {med(ns):.2f} ({min(ns):.2f}–{max(ns):.2f}) | {1e3 / med(ns):.0f} M "
               f"| {med(ratio):.1f} ({min(ratio):.1f}–{max(ratio):.1f}) | {allocs:.0f} |")
+    def ratio(name):
+        base = name.split("/")[0] + "/channel"
+        return med([rounds[r][base]["ns/op"] / rounds[r][name]["ns/op"] for r in rs])
+    targets = [
+        ("1P1C single publish ≥ 5× (busy-spin, yielding)", 5,
+         ["Unicast1P1C/disruptor/busy-spin/batch=1", "Unicast1P1C/disruptor/yielding/batch=1"]),
+        ("batch-16 ≥ 20× (busy-spin, yielding, blocking)", 20,
+         [f"Unicast1P1C/disruptor/{w}/batch=16" for w in ("busy-spin", "yielding", "blocking")]),
+        ("3P1C ≥ 2× (yielding, blocking)", 2,
+         ["ThreeProducers/disruptor/yielding/batch=1", "ThreeProducers/disruptor/blocking/batch=1"]),
+        ("pipeline ≥ 5× (yielding)", 5, ["Pipeline3/disruptor/yielding"]),
+        ("diamond ≥ 5× (yielding)", 5, ["Diamond/disruptor/yielding"]),
+    ]
+    print("\n| target (median over these rounds) | measured | holds |")
+    print("|---|---|---|")
+    for label, want, names in targets:
+        got = [ratio(n) for n in names]
+        print(f"| {label} | {' / '.join(f'{g:.1f}×' for g in got)} | {'yes' if min(got) >= want else 'no'} |")
+    allocs = max(v.get("allocs/op", 0) for r in rs for k, v in rounds[r].items() if not k.startswith("Latency"))
+    print(f"| 0 allocs/op on every path | max {allocs:.0f} | {'yes' if allocs == 0 else 'no'} |")
+    p50 = med([rounds[r]["Latency/disruptor/busy-spin"]["p50-ns"] for r in rs])
+    print(f"| busy-spin one-hop p50 ≤ 200 ns | {p50:.0f} ns | {'yes' if p50 <= 200 else 'no'} |")
     print("\n| one-hop latency, ns | p50 median (range) | p99 median | p99.9 median |")
     print("|---|---|---|---|")
     for name in ("Latency/cacheline-floor", "Latency/disruptor/busy-spin"):
