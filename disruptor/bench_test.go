@@ -71,6 +71,16 @@ func finish(b *testing.B, sum, n int64) {
 	reportRate(b, int(n))
 }
 
+// runProducers runs produce(0..n-1) on n goroutines and returns when all
+// have finished.
+func runProducers(n int64, produce func(p int64)) {
+	var wg sync.WaitGroup
+	for p := range n {
+		wg.Go(func() { produce(p) })
+	}
+	wg.Wait()
+}
+
 // sumChan starts the channel baselines' consumer: it receives n values from
 // ch and sends their sum on the returned channel.
 func sumChan(ch <-chan int64, n int64) <-chan int64 {
@@ -284,17 +294,11 @@ func BenchmarkThreeProducers(b *testing.B) {
 		total := per * producers
 		done := sumChan(ch, total)
 		startTimer(b)
-		var wg sync.WaitGroup
-		for p := int64(0); p < producers; p++ {
-			wg.Add(1)
-			go func(p int64) {
-				defer wg.Done()
-				for i := int64(0); i < per; i++ {
-					ch <- p*per + i
-				}
-			}(p)
-		}
-		wg.Wait()
+		runProducers(producers, func(p int64) {
+			for i := int64(0); i < per; i++ {
+				ch <- p*per + i
+			}
+		})
 		finish(b, <-done, total)
 	})
 	for _, name := range []string{"yielding", "blocking"} {
@@ -319,29 +323,20 @@ func run3P1C(b *testing.B, name string, batch int64) {
 		per := int64(b.N/producers + 1)
 		total := per * producers
 		startTimer(b)
-		var wg sync.WaitGroup
-		for p := int64(0); p < producers; p++ {
-			wg.Add(1)
-			go func(p int64) {
-				defer wg.Done()
-				for i := int64(0); i < per; {
-					k := batch
-					if per-i < k {
-						k = per - i
-					}
-					hi, err := rb.NextN(k)
-					if err != nil {
-						panic(err)
-					}
-					for s := hi - k + 1; s <= hi; s++ {
-						rb.Get(s).v = p*per + i
-						i++
-					}
-					rb.PublishRange(hi-k+1, hi)
+		runProducers(producers, func(p int64) {
+			for i := int64(0); i < per; {
+				k := min(batch, per-i)
+				hi, err := rb.NextN(k)
+				if err != nil {
+					panic(err)
 				}
-			}(p)
-		}
-		wg.Wait()
+				for s := hi - k + 1; s <= hi; s++ {
+					rb.Get(s).v = p*per + i
+					i++
+				}
+				rb.PublishRange(hi-k+1, hi)
+			}
+		})
 		waitSeq(b, d.SequenceOf(h), total-1)
 		finish(b, h.sum.Load(), total)
 	})

@@ -432,14 +432,7 @@ func TestPanickingHandlerIsContained(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			_ = d.RingBuffer().PublishEvent(func(*item, int64) {})
 		}
-		p := d.ProcessorOf(h)
-		deadline := time.Now().Add(5 * time.Second)
-		for p.Err() == nil && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if p.Err() == nil {
-			t.Fatal("processor did not stop")
-		}
+		waitStopped(t, d.ProcessorOf(h))
 		if got := d.SequenceOf(h).Get(); got != 1 {
 			t.Fatalf("stopped at %d, want 1 (the failing event is not consumed)", got)
 		}
@@ -449,6 +442,18 @@ func TestPanickingHandlerIsContained(t *testing.T) {
 			t.Fatal("Shutdown of a stopped graph with undrained events returned nil")
 		}
 	})
+}
+
+// waitStopped waits up to 5 s for p to stop with an error.
+func waitStopped(t *testing.T, p *BatchEventProcessor[item]) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if p.Err() == nil {
+		t.Fatal("processor did not stop")
+	}
 }
 
 type recordingExh struct {
@@ -1066,14 +1071,7 @@ func TestBatchHandler(t *testing.T) {
 	t.Run("fatal stop leaves the failing event unconsumed", func(t *testing.T) {
 		h := &batchRecorder{failAt: map[int64]bool{33: true}, panicAt: -1}
 		d := run(t, h, FatalStop[item]{Name: "batch"}, 40) // 7 left in the 16-slot ring
-		p := d.ProcessorOf(h)
-		deadline := time.Now().Add(5 * time.Second)
-		for p.Err() == nil && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if p.Err() == nil {
-			t.Fatal("processor did not stop")
-		}
+		waitStopped(t, d.ProcessorOf(h))
 		if got := d.SequenceOf(h).Get(); got != 32 {
 			t.Fatalf("stopped at %d, want 32", got)
 		}
