@@ -1007,6 +1007,17 @@ func TestBatchHandler(t *testing.T) {
 			t.Fatalf("calls %v ends %v, want %v and [false true]", h.calls, h.ends, want)
 		}
 	})
+	t.Run("an out-of-range handled index counts as the nearest event", func(t *testing.T) {
+		rb, _ := NewRingBuffer(16, newItem, SingleProducer, nil)
+		for _, tc := range []struct{ handled, want int64 }{{-5, 4}, {0, 4}, {2, 6}, {3, 7}, {4, 7}, {99, 7}} {
+			h := &badIndex{handled: int(tc.handled)}
+			p := NewBatchEventProcessor(rb, rb.NewBarrier(), EventHandler[item](h), nil, 0)
+			failed, err := p.processBatch(4, 7)
+			if err == nil || failed != tc.want {
+				t.Errorf("OnBatch returning %d: failed at %d (%v), want %d", tc.handled, failed, err, tc.want)
+			}
+		}
+	})
 	t.Run("every event once, in order", func(t *testing.T) {
 		h := &batchRecorder{panicAt: -1}
 		d := run(t, h, nil, n)
@@ -1109,4 +1120,13 @@ func TestSlots(t *testing.T) {
 			}
 		}
 	}
+}
+
+// badIndex is a BatchHandler that always fails, naming index handled.
+type badIndex struct{ handled int }
+
+func (h *badIndex) OnEvent(*item, int64, bool) error { return errors.New("OnEvent called") }
+
+func (h *badIndex) OnBatch([]item, int64, bool) (int, error) {
+	return h.handled, errors.New("batch failure")
 }
