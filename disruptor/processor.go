@@ -240,16 +240,17 @@ func (p *BatchEventProcessor[T]) handBatch(lo, hi int64) (failed int64, err erro
 			failed, err = cur, &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	entries, mask := p.ring.entries, p.ring.mask
-	for cur <= hi {
-		first := cur & mask
-		end := min(hi, cur+int64(len(entries))-first-1)
-		events := entries[first : first+end-cur+1]
-		n, e := p.batch.OnBatch(events, cur, end == hi)
+	first, second := p.ring.Slots(lo, hi)
+	for _, events := range [2][]T{first, second} {
+		if len(events) == 0 {
+			break
+		}
+		last := cur + int64(len(events)) - 1
+		n, e := p.batch.OnBatch(events, cur, last == hi)
 		if e != nil {
 			return cur + int64(min(max(n, 0), len(events)-1)), e
 		}
-		cur = end + 1
+		cur = last + 1
 	}
 	return 0, nil
 }
