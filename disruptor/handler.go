@@ -42,9 +42,9 @@ func Handler[T any](fn func(e *T, seq int64, endOfBatch bool) error) EventHandle
 // failure it returns the index of the failing event and the error: events
 // before it count as handled, and the ExceptionHandler receives the error
 // for that event's sequence, as if OnEvent had returned it (an index below
-// zero counts as the first event, one past the end as the last). A panic counts as a failure of the
-// call's first event, so with LogAndContinue the rest of that call's
-// events are delivered again.
+// zero counts as the first event, one past the end as the last). A panic
+// counts as a failure of the call's first event, so with LogAndContinue the
+// rest of that call's events are delivered again.
 type BatchHandler[T any] interface {
 	OnBatch(events []T, lo int64, endOfBatch bool) (handled int, err error)
 }
