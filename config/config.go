@@ -23,6 +23,9 @@ type Config struct {
 	Modules ModulesConfig `toml:"modules"`
 	Cluster ClusterConfig `toml:"cluster"`
 	Log     LogConfig     `toml:"log"`
+	// Sinks are the [[sinks]] tables (TOML file only; no flags or
+	// environment variables). Changes apply on SIGHUP.
+	Sinks []SinkConfig `toml:"sinks,omitempty"`
 }
 
 // NodeConfig identifies the node and where it keeps its state.

@@ -207,6 +207,13 @@ func (r *resolver) readFile(cfg *Config, path string) {
 	seen := map[string]bool{}
 	for _, k := range md.Keys() {
 		sec := k[0]
+		if sec == "sinks" {
+			if !seen[sec] {
+				seen[sec] = true
+				r.readSinks(cfg, raw[sec], data, path, line(k[:1], k))
+			}
+			continue
+		}
 		if !seen[sec] {
 			seen[sec] = true
 			if !theSchema.sections[sec] {

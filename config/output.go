@@ -33,6 +33,14 @@ func (c Config) Redacted() Config {
 			v.SetString(Redacted)
 		}
 	}
+	for i := range out.Sinks {
+		v := reflect.ValueOf(&out.Sinks[i]).Elem()
+		for _, f := range sinkFields {
+			if fv := v.Field(f.index); f.secret && fv.Len() > 0 {
+				fv.SetString(Redacted)
+			}
+		}
+	}
 	return out
 }
 
@@ -43,6 +51,7 @@ func (c Config) clone() Config {
 	out.API.AdminTokens = slices.Clone(c.API.AdminTokens)
 	out.Cluster.Seeds = slices.Clone(c.Cluster.Seeds)
 	out.Cluster.Keyring = slices.Clone(c.Cluster.Keyring)
+	out.Sinks = slices.Clone(c.Sinks)
 	return out
 }
 
@@ -92,5 +101,43 @@ func Diff(old, new Config) []Change {
 		}
 		out = append(out, Change{Key: f.key, Old: o, New: n, Live: f.live})
 	}
+	return append(out, diffSinks(ro.Sinks, rn.Sinks, old.Sinks, new.Sinks)...)
+}
+
+// diffSinks lists sinks added, removed or changed (one Change "sinks.<name>"
+// each, all live: SIGHUP applies them). ro and rn are the redacted lists.
+func diffSinks(ro, rn, old, new []SinkConfig) []Change {
+	var out []Change
+	find := func(list []SinkConfig, name string) int {
+		for i := range list {
+			if list[i].Name == name {
+				return i
+			}
+		}
+		return -1
+	}
+	for i := range old {
+		j := find(new, old[i].Name)
+		switch {
+		case j < 0:
+			out = append(out, Change{Key: "sinks." + old[i].Name, Old: ro[i].summary(), New: "(removed)", Live: true})
+		case !reflect.DeepEqual(old[i], new[j]):
+			n := rn[j].summary()
+			if n == ro[i].summary() {
+				n += " (settings or credentials changed)"
+			}
+			out = append(out, Change{Key: "sinks." + old[i].Name, Old: ro[i].summary(), New: n, Live: true})
+		}
+	}
+	for j := range new {
+		if find(old, new[j].Name) < 0 {
+			out = append(out, Change{Key: "sinks." + new[j].Name, Old: "(none)", New: rn[j].summary(), Live: true})
+		}
+	}
 	return out
+}
+
+// summary is a one-line description of a sink for diffs and logs.
+func (s SinkConfig) summary() string {
+	return fmt.Sprintf("%s %s <- %s (enabled=%v)", s.Type, s.URL, s.Source, s.Enabled)
 }

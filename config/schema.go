@@ -47,6 +47,9 @@ func buildSchema() *schema {
 	for i := range ct.NumField() {
 		sf := ct.Field(i)
 		sec := tomlName(sf)
+		if sf.Type.Kind() == reflect.Slice {
+			continue // arrays of tables ([[sinks]]) have their own parser
+		}
 		s.sections[sec] = true
 		for j := range sf.Type.NumField() {
 			ff := sf.Type.Field(j)
@@ -108,8 +111,13 @@ func (f *field) value(c *Config) reflect.Value {
 
 // setTOML converts a value decoded by BurntSushi/toml into the field's type.
 func (f *field) setTOML(c *Config, raw any) error {
-	v := f.value(c)
-	switch f.typ {
+	return setTOMLValue(f.value(c), raw)
+}
+
+// setTOMLValue converts a decoded TOML value into v (a settable field of
+// one of the schema's types).
+func setTOMLValue(v reflect.Value, raw any) error {
+	switch v.Type() {
 	case durationType:
 		switch x := raw.(type) {
 		case string:
@@ -158,7 +166,7 @@ func (f *field) setTOML(c *Config, raw any) error {
 		v.Set(reflect.ValueOf(out))
 		return nil
 	}
-	switch f.typ.Kind() {
+	switch v.Kind() {
 	case reflect.String:
 		s, ok := raw.(string)
 		if !ok {
@@ -181,7 +189,7 @@ func (f *field) setTOML(c *Config, raw any) error {
 		}
 		v.SetBool(b)
 	default:
-		panic("config: unsupported field type " + f.typ.String())
+		panic("config: unsupported field type " + v.Type().String())
 	}
 	return nil
 }

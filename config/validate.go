@@ -215,6 +215,8 @@ func validate(c *Config, report func(keys []string, msg string)) {
 	// [log]
 	oneOf("log.level", c.Log.Level, logLevels)
 	oneOf("log.format", c.Log.Format, logFormats)
+	// [[sinks]]
+	validateSinks(c, bad)
 }
 
 // checkHost accepts an IP address or a DNS host name, without a port.

@@ -134,3 +134,22 @@ func (j *Journal) Checkpoints() map[string]int64 {
 	}
 	return out
 }
+
+// DeleteCheckpoint removes stage's checkpoint (file and memory). Deleting a
+// checkpoint that does not exist is not an error.
+func (j *Journal) DeleteCheckpoint(stage string) error {
+	if err := validStage(stage); err != nil {
+		return err
+	}
+	j.ckMu.Lock()
+	defer j.ckMu.Unlock()
+	if j.closing.Load() {
+		return ErrClosed
+	}
+	path := filepath.Join(j.opts.Dir, stage+checkpointExt)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("journal: delete checkpoint %q: %w", stage, err)
+	}
+	delete(j.checkpoints, stage)
+	return syncDir(j.open, j.opts.Dir)
+}

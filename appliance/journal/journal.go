@@ -106,6 +106,8 @@ type Journal struct {
 	ckMu        sync.Mutex
 	checkpoints map[string]int64
 
+	full atomic.Pointer[string] // see Full
+
 	st stats
 }
 

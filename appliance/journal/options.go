@@ -93,6 +93,14 @@ type Options struct {
 	// the final segment is always truncated: it can only hold records that
 	// were never reported durable.
 	RepairCorrupt bool
+	// Holds, when set, names the readers that still need records (sinks
+	// that have not shipped them yet); retention consults it before every
+	// deletion. See Hold and EnforceRetention.
+	Holds func() []Hold
+	// OnDrop, when set, is called (outside the journal's locks) for every
+	// hold whose unread records a full journal deleted anyway because the
+	// hold allowed it (Hold.DropWhenFull).
+	OnDrop func(h Hold, first, last int64)
 	// Logger receives recovery, retention and I/O error reports; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -101,6 +109,19 @@ type Options struct {
 	Opener Opener
 	// Now is the clock for timestamps and retention; nil means time.Now.
 	Now func() time.Time
+}
+
+// Hold is a reader that still needs the records from Sequence From on: a
+// sink whose checkpoint is From-1.
+type Hold struct {
+	// Name identifies the reader in logs, in OnDrop and in Full.
+	Name string
+	// From is the first sequence the reader has not consumed yet.
+	From int64
+	// DropWhenFull lets retention delete the reader's unread records when
+	// the journal is over RetentionBytes; otherwise the journal keeps them
+	// and reports itself Full until the reader catches up.
+	DropWhenFull bool
 }
 
 func (o Options) withDefaults() (Options, error) {
