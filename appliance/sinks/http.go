@@ -287,7 +287,9 @@ func (u *httpUpstream) oneByOne(ctx context.Context, events []Event) (int, []Rej
 // rest again at once (no backoff needed, nothing is wrong upstream).
 type retryRest int
 
-func (r retryRest) Error() string { return fmt.Sprintf("%d events after a refused one are sent again", int(r)) }
+func (r retryRest) Error() string {
+	return fmt.Sprintf("%d events after a refused one are sent again", int(r))
+}
 
 func errRetryRest(n int) error {
 	if n <= 0 {

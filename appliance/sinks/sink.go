@@ -57,8 +57,8 @@ type sinkOptions struct {
 
 // Sink ships one source to one upstream.
 type Sink struct {
-	o    sinkOptions
-	lim  *rate.Limiter
+	o   sinkOptions
+	lim *rate.Limiter
 	// soft ends when the sink is asked to stop: it finishes the batch in
 	// flight (bounded by the hard context given to run) and returns.
 	soft     context.Context
