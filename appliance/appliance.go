@@ -12,7 +12,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/badbatch/badbatch/appliance/metrics"
 	"github.com/badbatch/badbatch/appliance/pipeline"
 	"github.com/badbatch/badbatch/appliance/sdnotify"
+	"github.com/badbatch/badbatch/appliance/sinks"
 	"github.com/badbatch/badbatch/appliance/statedir"
 	"github.com/badbatch/badbatch/config"
 	"github.com/badbatch/badbatch/disruptor"
@@ -139,6 +142,7 @@ type Appliance struct {
 	server  *api.Server
 	notify  *sdnotify.Notifier
 	cw      *clusterWire // [cluster] enabled: gossip membership and rollout
+	sinks   atomic.Pointer[sinks.Manager]
 
 	acks    []string // ack levels this node honours
 	phase   atomic.Int32
@@ -174,7 +178,7 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 	logger.Info("state directory locked", "dir", a.lock.Dir(), "pid", os.Getpid())
 
 	if cfg.Journal.Enabled {
-		a.journal, err = openJournal(cfg, a.lock.Dir(), logger, a.opts.opener)
+		a.journal, err = openJournal(cfg, a.lock.Dir(), logger, a.opts.opener, a.sinkHolds, a.sinkDropped)
 		if err != nil {
 			return nil, fmt.Errorf("appliance: %w", err)
 		}
@@ -182,6 +186,9 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 	a.wasm, err = newWasmStage(cfg, a.lock.Dir(), a.opts.wasmCache, a.journal, logger.With("component", "wasm"))
 	if err != nil {
 		return nil, fmt.Errorf("appliance: %w", err)
+	}
+	if a.journal != nil {
+		a.sinks.Store(a.newSinks(cfg))
 	}
 	a.metrics = metrics.New(metrics.Options{
 		Extra:     append(a.journalCollectors(), wasmCollector{a.wasm}),
@@ -203,6 +210,9 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 		}
 		a.opts.cluster = a.cw
 		a.metrics.Registry.MustRegister(a.clusterCollectors()...)
+	}
+	if m := a.sinks.Load(); m != nil {
+		a.metrics.Registry.MustRegister(m.Collector())
 	}
 	stages := a.opts.stages
 	var base int64
@@ -271,6 +281,8 @@ func New(cfg config.Config, logger *slog.Logger, opts ...Option) (_ *Appliance, 
 		Ready:        a.readyChecks,
 
 		ClusterStatus: a.clusterStatus,
+		Sinks:         a.sinksAPI(),
+		BacklogFull:   a.backlogFull,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("appliance: %w", err)
@@ -386,6 +398,11 @@ func (a *Appliance) Run(ctx context.Context) error {
 		a.closeEarly()
 		return fmt.Errorf("appliance: %w", err)
 	}
+	if m := a.sinks.Load(); m != nil {
+		if err := m.Apply(context.Background(), a.Config().Sinks); err != nil {
+			a.log.Error("some sinks could not start (see GET /api/v1/sinks)", "err", err)
+		}
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.server.Serve(a.ln) }()
 	if a.cw != nil {
@@ -495,6 +512,11 @@ func (a *Appliance) shutdown(timeout time.Duration) error {
 		}
 		return nil
 	})
+	if m := a.sinks.Load(); m != nil {
+		// Sinks stop at a batch boundary and save their checkpoints; a
+		// down upstream is not waited for past the deadline.
+		step("stop sinks", m.Close)
+	}
 	step("flush modules and close output streams", a.wasm.close)
 	if a.journal != nil {
 		step("flush and close journal", func(context.Context) error {
@@ -570,6 +592,14 @@ func (a *Appliance) Reload(cfg config.Config) error {
 		next.Cluster.Seeds, next.Cluster.Keyring = cfg.Cluster.Seeds, cfg.Cluster.Keyring
 	}
 	a.cfg = next
+	if m := a.sinks.Load(); m != nil && !reflect.DeepEqual(a.cfg.Sinks, cfg.Sinks) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := m.Apply(ctx, cfg.Sinks); err != nil {
+			a.log.Error("reload: some sinks could not start", "err", err)
+		}
+		cancel()
+		next.Sinks = cfg.Sinks
+	}
 	if err := a.wasm.rescan(); err != nil {
 		a.log.Warn("reload: some modules failed to load (running versions stay; see GET /api/v1/modules)", "err", err)
 	}
@@ -580,6 +610,9 @@ func (a *Appliance) Reload(cfg config.Config) error {
 func liveHere(key string) bool {
 	switch key {
 	case "api.publish_tokens", "api.admin_tokens", "api.max_batch", "api.read_limit", "ring.publish_timeout", "log.level", "modules.hot_reload":
+		return true
+	}
+	if strings.HasPrefix(key, "sinks.") {
 		return true
 	}
 	return false

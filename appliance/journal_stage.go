@@ -170,7 +170,7 @@ func restoreIdempotency(j *journal.Journal, p *pipeline.Pipeline, scan int64, lo
 var errStopReplay = errors.New("stop replay")
 
 // openJournal opens <data_dir>/journal with the configured policy.
-func openJournal(cfg config.Config, dataDir string, log *slog.Logger, opener journal.Opener) (*journal.Journal, error) {
+func openJournal(cfg config.Config, dataDir string, log *slog.Logger, opener journal.Opener, holds func() []journal.Hold, onDrop func(journal.Hold, int64, int64)) (*journal.Journal, error) {
 	policy, err := journal.ParseFsyncPolicy(cfg.Journal.Fsync)
 	if err != nil {
 		return nil, err
@@ -186,6 +186,8 @@ func openJournal(cfg config.Config, dataDir string, log *slog.Logger, opener jou
 		Logger:         log.With("component", "journal"),
 		Opener:         opener,
 		RetryInterval:  50 * time.Millisecond,
+		Holds:          holds,
+		OnDrop:         onDrop,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)

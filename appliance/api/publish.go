@@ -116,6 +116,11 @@ func (s *Server) publish(c *fiber.Ctx) error {
 	default:
 		return apiErr(fiber.StatusBadRequest, fmt.Sprintf("invalid ack %q: use memory, durable or processed", ack))
 	}
+	if s.opts.BacklogFull != nil {
+		if b := s.opts.BacklogFull(); b != "" {
+			return errBacklogFull(b)
+		}
+	}
 	f, err := format(c.Request().Header.ContentType())
 	if err != nil {
 		return err

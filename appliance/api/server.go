@@ -85,6 +85,11 @@ type Options struct {
 	// An ack=durable publish is then refused before anything is stored:
 	// 507 when the cause is ENOSPC, 503 otherwise.
 	DurableErr func() error
+	// Sinks serves the sink endpoints (404 without it).
+	Sinks SinksAPI
+	// BacklogFull, if set, names the sink that keeps the journal at its
+	// cap (on_backlog_full = "reject"), "" otherwise: publishes get 507.
+	BacklogFull func() string
 }
 
 // Server is the HTTP front end.
@@ -205,6 +210,12 @@ func Routes() []Route {
 		{"GET", "/api/v1/streams", ScopePublish},
 		{"GET", "/api/v1/streams/:name/events", ScopePublish},
 		{"GET", "/api/v1/streams/:name/stream", ScopePublish},
+		{"GET", "/api/v1/sinks", ScopePublish},
+		{"GET", "/api/v1/sinks/:name", ScopePublish},
+		{"POST", "/api/v1/sinks/:name/pause", ScopeAdmin},
+		{"POST", "/api/v1/sinks/:name/resume", ScopeAdmin},
+		{"DELETE", "/api/v1/sinks/:name/checkpoint", ScopeAdmin},
+		{"GET", "/api/v1/producers/*", ScopePublish},
 	}
 }
 
@@ -238,6 +249,13 @@ func (s *Server) routes() {
 		"GET /api/v1/streams":                s.listStreams,
 		"GET /api/v1/streams/:name/events":   s.readStream,
 		"GET /api/v1/streams/:name/stream":   s.tailStream,
+
+		"GET /api/v1/sinks":                     s.listSinks,
+		"GET /api/v1/sinks/:name":               s.getSink,
+		"POST /api/v1/sinks/:name/pause":        s.sinkAction(SinksAPI.Pause, "paused"),
+		"POST /api/v1/sinks/:name/resume":       s.sinkAction(SinksAPI.Resume, "resumed"),
+		"DELETE /api/v1/sinks/:name/checkpoint": s.sinkAction(SinksAPI.DeleteCheckpoint, "checkpoint deleted"),
+		"GET /api/v1/producers/*":               s.getProducer,
 	}
 	for _, r := range Routes() {
 		h := handlers[r.Method+" "+r.Path]

@@ -69,6 +69,15 @@ func (j *Journal) Replay(from int64, fn func(Record) error) error {
 	return j.iterate(from, 1<<63-1, 0, true, fn)
 }
 
+// ReplayN is Replay bounded to limit records, without raising from: a
+// from below Earliest returns an *EvictedError (errors.Is ErrEvicted).
+func (j *Journal) ReplayN(from int64, limit int, fn func(Record) error) error {
+	if from < 0 {
+		from = 0
+	}
+	return j.iterate(from, 1<<63-1, limit, false, fn)
+}
+
 // iterate walks durable records in [from, to]; limit <= 0 means no limit.
 // With clamp set, a from below Earliest is raised to Earliest.
 func (j *Journal) iterate(from, to int64, limit int, clamp bool, fn func(Record) error) error {

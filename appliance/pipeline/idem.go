@@ -19,6 +19,7 @@ const (
 
 type producerWin struct {
 	name       string
+	high       int64   // highest producer sequence stored (restored or resolved), -1 for none
 	pseq       []int64 // producer sequence held by each slot, emptySeq when free
 	rseq       []int64 // ring sequence, or pendingSeq
 	owner      []uint64
@@ -109,6 +110,7 @@ func (t *idemTable) resolve(producer []byte, pseq int64, req uint64, ring int64)
 	w.pending--
 	if ring >= 0 {
 		w.rseq[i] = ring
+		w.high = max(w.high, pseq)
 	} else {
 		w.pseq[i], w.rseq[i] = emptySeq, emptySeq
 	}
@@ -126,6 +128,7 @@ func (t *idemTable) add(name string) *producerWin {
 	}
 	w := &producerWin{
 		name:  name,
+		high:  -1,
 		pseq:  make([]int64, t.window),
 		rseq:  make([]int64, t.window),
 		owner: make([]uint64, t.window),
@@ -200,7 +203,19 @@ func (t *idemTable) restore(producer []byte, pseq, ring int64) bool {
 		return false
 	}
 	w.pseq[i], w.rseq[i], w.owner[i] = pseq, ring, 0
+	w.high = max(w.high, pseq)
 	return true
+}
+
+// highest returns the highest sequence stored for producer.
+func (t *idemTable) highest(producer string) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.producers[producer]
+	if w == nil || w.high < 0 {
+		return 0, false
+	}
+	return w.high, true
 }
 
 // RestoreIdempotency remembers that producer's event with its own sequence
@@ -215,4 +230,12 @@ func (t *idemTable) restore(producer []byte, pseq, ring int64) bool {
 // pair already remembered or older than the window).
 func (p *Pipeline) RestoreIdempotency(producer []byte, producerSeq, seq int64) bool {
 	return p.idem.restore(producer, producerSeq, seq)
+}
+
+// ProducerHighest returns the highest producer sequence stored for
+// producer among the producers this node remembers (api.max_producers,
+// least recently used forgotten first). A hub answers it so that a sink
+// resumes after what it already holds.
+func (p *Pipeline) ProducerHighest(producer string) (int64, bool) {
+	return p.idem.highest(producer)
 }
