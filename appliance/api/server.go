@@ -215,7 +215,7 @@ func Routes() []Route {
 		{"POST", "/api/v1/sinks/:name/pause", ScopeAdmin},
 		{"POST", "/api/v1/sinks/:name/resume", ScopeAdmin},
 		{"DELETE", "/api/v1/sinks/:name/checkpoint", ScopeAdmin},
-		{"GET", "/api/v1/producers/*", ScopePublish},
+		{"GET", "/api/v1/producers/:name", ScopePublish},
 	}
 }
 
@@ -255,7 +255,7 @@ func (s *Server) routes() {
 		"POST /api/v1/sinks/:name/pause":        s.sinkAction(SinksAPI.Pause, "paused"),
 		"POST /api/v1/sinks/:name/resume":       s.sinkAction(SinksAPI.Resume, "resumed"),
 		"DELETE /api/v1/sinks/:name/checkpoint": s.sinkAction(SinksAPI.DeleteCheckpoint, "checkpoint deleted"),
-		"GET /api/v1/producers/*":               s.getProducer,
+		"GET /api/v1/producers/:name":           s.getProducer,
 	}
 	for _, r := range Routes() {
 		h := handlers[r.Method+" "+r.Path]

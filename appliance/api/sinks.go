@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"net/url"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -80,7 +79,7 @@ func (s *Server) sinkAction(do func(SinksAPI, string) error, word string) fiber.
 type ProducerHighest func(producer string) (int64, bool)
 
 func (s *Server) getProducer(c *fiber.Ctx) error {
-	raw := strings.TrimPrefix(c.Path(), "/api/v1/producers/")
+	raw := c.Params("name")
 	producer, err := url.PathUnescape(raw)
 	if err != nil || producer == "" {
 		return apiErr(fiber.StatusBadRequest, "the producer id must be a non-empty, URL-escaped path segment")
